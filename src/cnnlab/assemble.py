@@ -1,0 +1,84 @@
+"""Putting a run together from its config: runtime, data, normalization, model, batches.
+
+Training, evaluation, the LR finder and `inspect` all start the same way; this module is that
+shared start, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cnnlab.config import Config, NormalizeStats
+from cnnlab.data import DataBundle, load_data
+from cnnlab.data.augment import Augmenter, Normalizer
+from cnnlab.data.loaders import TrainBatches, eval_batches
+from cnnlab.models import build_model
+from cnnlab.runtime import Runtime, resolve_runtime
+
+
+@dataclass
+class Assembly:
+    cfg: Config  # resolved: data statistics and runtime settings filled in
+    runtime: Runtime
+    data: DataBundle
+    normalizer: Normalizer
+    model: nn.Module
+    assignments: list
+
+    def train_batches(self) -> TrainBatches:
+        augmenter = Augmenter(self.cfg.data.augment, self.normalizer)
+        return TrainBatches(self.data.train, self.cfg.data.batch_size, self.cfg.seed,
+                            self.runtime.device, augmenter, self.workers)
+
+    def eval_batches(self, split: str = "val"):
+        images = {"val": self.data.val, "test": self.data.test, "train": self.data.train}[split]
+        return eval_batches(images, self.eval_batch_size, self.runtime.device, self.normalizer,
+                            self.workers)
+
+    @property
+    def eval_batch_size(self) -> int:
+        return self.cfg.data.eval_batch_size or 2 * self.cfg.data.batch_size
+
+    @property
+    def workers(self) -> int:
+        return self.cfg.data.workers if self.cfg.data.workers is not None else 2
+
+
+def resolve(cfg: Config, data: DataBundle, runtime: Runtime) -> Config:
+    """The config with what was decided at run time written in, so the run folder's
+    config.yaml reproduces the run (and a resume uses the same threads and statistics)."""
+    resolved = cfg.model_copy(deep=True)
+    resolved.data.normalize = NormalizeStats(mean=data.mean, std=data.std)
+    resolved.train.device = str(runtime.device)
+    resolved.train.threads = runtime.threads
+    resolved.train.amp = runtime.amp
+    resolved.train.channels_last = runtime.channels_last
+    return resolved
+
+
+def sample_batch(data: DataBundle, normalizer: Normalizer, size: int = 256) -> torch.Tensor:
+    """The first `size` training images, normalized: what data-dependent inits (LSUV) look at."""
+    images = data.train.images[:size] if data.train.in_memory else None
+    if images is None:
+        from cnnlab.data.loaders import FileImages
+
+        files = FileImages(data.train)
+        images = torch.stack([files[i][0] for i in range(min(size, len(files)))])
+    return normalizer(images.to(normalizer.scale.device))
+
+
+def assemble(cfg: Config, data: DataBundle | None = None) -> Assembly:
+    runtime = resolve_runtime(cfg.train)
+    runtime.apply()
+    data = data or load_data(cfg.data)
+    cfg = resolve(cfg, data, runtime)
+    normalizer = Normalizer(data.mean, data.std, runtime.device, runtime.channels_last)
+    model, assignments = build_model(
+        cfg.model, data.in_channels, data.num_classes, data.image_size, cfg.seed,
+        sample_batch=lambda: sample_batch(data, normalizer).to("cpu"), dataset=cfg.data.dataset)
+    memory_format = torch.channels_last if runtime.channels_last else torch.contiguous_format
+    model = model.to(runtime.device, memory_format=memory_format)
+    return Assembly(cfg, runtime, data, normalizer, model, assignments)

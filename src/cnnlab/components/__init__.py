@@ -1,0 +1,1 @@
+"""Registries of the building blocks a config names: activations, norms, inits, optimizers, schedules."""

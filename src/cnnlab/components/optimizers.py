@@ -1,0 +1,205 @@
+"""Optimizers by name, with parameter groups: no weight decay on biases and norm parameters by
+default, and per-group learning-rate multipliers chosen by parameter-name globs."""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from cnnlab.options import Options, tagged_union
+from cnnlab.registry import Registry
+
+OPTIMIZERS = Registry("optimizer", "optimizers")
+
+
+class LrMultiplier(Options):
+    match: str = Field(description="glob on parameter names, e.g. 'classifier.*'")
+    mult: float = Field(gt=0.0)
+
+
+class OptimizerBase(Options):
+    """Keys every optimizer takes."""
+
+    lr: float = Field(0.001, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    # Decay on biases and norm scales pulls them toward 0 for no benefit (Goyal et al. 2017).
+    decay_bias_and_norm: bool = False
+    lr_mult: list[LrMultiplier] = Field(default_factory=list)
+    # Scale lr with the batch size relative to `base_batch_size` (Goyal et al.: linear; sqrt for
+    # adaptive methods, Hoffer et al. 2017).
+    scale_lr: Literal["none", "linear", "sqrt"] = "none"
+    base_batch_size: int = Field(256, ge=1)
+
+
+class SgdOptions(OptimizerBase):
+    lr: float = Field(0.1, gt=0.0)
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)
+    dampening: float = Field(0.0, ge=0.0, le=1.0)
+    nesterov: bool = False
+
+
+class AdamOptions(OptimizerBase):
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0.0)
+
+
+class AdamAmsOptions(AdamOptions):
+    amsgrad: bool = False
+
+
+class AdamWOptions(AdamAmsOptions):
+    weight_decay: float = Field(0.01, ge=0.0)
+
+
+class NAdamOptions(AdamOptions):
+    lr: float = Field(0.002, gt=0.0)
+    momentum_decay: float = Field(0.004, ge=0.0)
+    decoupled_weight_decay: bool = False
+
+
+class RAdamOptions(AdamOptions):
+    decoupled_weight_decay: bool = False
+
+
+class AdamaxOptions(AdamOptions):
+    lr: float = Field(0.002, gt=0.0)
+
+
+class RmspropOptions(OptimizerBase):
+    lr: float = Field(0.01, gt=0.0)
+    alpha: float = Field(0.99, gt=0.0, lt=1.0)
+    eps: float = Field(1e-8, gt=0.0)
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)
+    centered: bool = False
+
+
+class AdagradOptions(OptimizerBase):
+    lr: float = Field(0.01, gt=0.0)
+    lr_decay: float = Field(0.0, ge=0.0)
+    eps: float = Field(1e-10, gt=0.0)
+    initial_accumulator_value: float = Field(0.0, ge=0.0)
+
+
+class AdadeltaOptions(OptimizerBase):
+    lr: float = Field(1.0, gt=0.0)
+    rho: float = Field(0.9, gt=0.0, lt=1.0)
+    eps: float = Field(1e-6, gt=0.0)
+
+
+COMMON_KEYS = set(OptimizerBase.model_fields)
+
+
+def _torch_kwargs(options: Options) -> dict:
+    data = options.model_dump()
+    for key in COMMON_KEYS | {"name"}:
+        data.pop(key, None)
+    if "betas" in data:
+        data["betas"] = tuple(data["betas"])
+    return data
+
+
+def _register(name: str, cls: type[torch.optim.Optimizer], options: type[OptimizerBase],
+              description: str, momentum: str | None, decay: str):
+    def factory(groups, options):
+        return cls(groups, lr=options.lr, **_torch_kwargs(options))
+
+    # `momentum`: which hyperparameter cyclic schedules move (None: the optimizer has none).
+    OPTIMIZERS.add(name, factory, description, options, momentum=momentum, decay=decay)
+
+
+_register("sgd", torch.optim.SGD, SgdOptions,
+          "stochastic gradient descent with heavy-ball or Nesterov momentum", "momentum", "coupled")
+_register("adam", torch.optim.Adam, AdamAmsOptions,
+          "Adam (Kingma & Ba 2015); weight decay added to the gradient (L2)", "betas", "coupled")
+_register("adamw", torch.optim.AdamW, AdamWOptions,
+          "Adam with decoupled weight decay (Loshchilov & Hutter 2019)", "betas", "decoupled")
+_register("nadam", torch.optim.NAdam, NAdamOptions,
+          "Adam with Nesterov momentum (Dozat 2016)", "betas", "coupled")
+_register("radam", torch.optim.RAdam, RAdamOptions,
+          "rectified Adam: variance-corrected warm start (Liu et al. 2020)", "betas", "coupled")
+_register("rmsprop", torch.optim.RMSprop, RmspropOptions,
+          "RMSprop (Hinton 2012): gradient scaled by a running RMS", "momentum", "coupled")
+_register("adagrad", torch.optim.Adagrad, AdagradOptions,
+          "Adagrad (Duchi et al. 2011): per-parameter rates from summed squared gradients",
+          None, "coupled")
+_register("adadelta", torch.optim.Adadelta, AdadeltaOptions,
+          "Adadelta (Zeiler 2012): Adagrad with a decaying window, unit-free steps", None, "coupled")
+_register("adamax", torch.optim.Adamax, AdamaxOptions,
+          "Adamax (Kingma & Ba 2015): Adam with an infinity-norm second moment", "betas", "coupled")
+
+
+def no_decay(name: str, param: torch.Tensor) -> bool:
+    """Biases, norm scales and shifts, PReLU slopes: every parameter with at most one dimension."""
+    return param.ndim <= 1
+
+
+def effective_lr(options: OptimizerBase, batch_size: int) -> float:
+    ratio = batch_size / options.base_batch_size
+    if options.scale_lr == "linear":
+        return options.lr * ratio
+    if options.scale_lr == "sqrt":
+        return options.lr * math.sqrt(ratio)
+    return options.lr
+
+
+def parameter_groups(model: nn.Module, options: OptimizerBase) -> list[dict]:
+    groups: dict[tuple[float, float], dict] = {}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        decay = options.weight_decay
+        if not options.decay_bias_and_norm and no_decay(name, param):
+            decay = 0.0
+        mult = 1.0
+        for rule in options.lr_mult:
+            if fnmatch.fnmatchcase(name, rule.match):
+                mult = rule.mult
+                break
+        group = groups.setdefault((decay, mult), {"params": [], "names": [],
+                                                  "weight_decay": decay, "lr_mult": mult})
+        group["params"].append(param)
+        group["names"].append(name)
+    return list(groups.values())
+
+
+def build_optimizer(spec, model: nn.Module, batch_size: int) -> torch.optim.Optimizer:
+    entry = OPTIMIZERS.get(spec.name)
+    groups = parameter_groups(model, spec)
+    optimizer = entry.factory(groups, spec)
+    base_lr = effective_lr(spec, batch_size)
+    for group in optimizer.param_groups:
+        group["lr"] = base_lr * group["lr_mult"]
+    return optimizer
+
+
+def momentum_key(spec) -> str | None:
+    key = OPTIMIZERS.get(spec.name).meta["momentum"]
+    if key == "momentum" and getattr(spec, "momentum", 0.0) == 0.0:
+        return None  # plain SGD / RMSprop without momentum: nothing to cycle
+    return key
+
+
+def base_momentum(spec) -> float | None:
+    key = momentum_key(spec)
+    if key is None:
+        return None
+    return spec.betas[0] if key == "betas" else spec.momentum
+
+
+def set_hyperparameters(optimizer: torch.optim.Optimizer, lr: float, momentum: float | None,
+                        key: str | None) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group["lr_mult"]
+        if momentum is not None and key is not None:
+            if key == "betas":
+                group["betas"] = (momentum, group["betas"][1])
+            else:
+                group["momentum"] = momentum
+
+
+OptimizerSpec = tagged_union(OPTIMIZERS)

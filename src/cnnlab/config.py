@@ -1,0 +1,333 @@
+"""The typed config: YAML plus `-o a.b=c` overrides, validated all at once before anything runs.
+
+Every problem is reported together, each with its key path, the value received and what is
+accepted. Names (models, datasets, activations, ...) are checked against cnnlab's own
+registries; nothing in a config is ever imported or executed.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+
+from cnnlab.components.optimizers import OptimizerSpec
+from cnnlab.components.schedules import ScheduleSpec
+from cnnlab.data.sources import DATASETS
+from cnnlab.errors import ConfigError, UserError, did_you_mean
+from cnnlab.models import ModelSpec
+from cnnlab.options import Options
+
+DatasetName = Literal[tuple(DATASETS.names())]  # type: ignore[valid-type]
+
+
+class AugmentConfig(Options):
+    crop_padding: int = Field(0, ge=0, description="random crop after padding this many pixels")
+    crop_mode: Literal["zeros", "reflect"] = "zeros"
+    flip: bool = Field(False, description="random horizontal flip")
+    cutout: int = Field(0, ge=0, description="side of a random square set to 0 (DeVries 2017)")
+
+
+class NormalizeStats(Options):
+    mean: list[float]
+    std: list[float]
+
+    @field_validator("std")
+    @classmethod
+    def _positive(cls, std: list[float]) -> list[float]:
+        if any(s <= 0 for s in std):
+            raise ValueError(f"every std must be positive, received {std}")
+        return std
+
+
+class SyntheticConfig(Options):
+    num_classes: int = Field(4, ge=2)
+    image_size: int = Field(16, ge=4)
+    channels: Literal[1, 3] = 3
+    train_size: int = Field(512, ge=1)
+    test_size: int = Field(128, ge=1)
+    noise: float = Field(0.15, ge=0.0)
+    seed: int = 0
+
+
+class DataConfig(Options):
+    dataset: DatasetName = "digits"
+    root: str | None = None
+    download: bool = False
+    batch_size: int = Field(128, ge=1)
+    eval_batch_size: int | None = Field(None, ge=1, description="default: 2 x batch_size")
+    val_split: float = Field(0.1, ge=0.0, le=0.9, description="0: validate on the test split")
+    test_split: float = Field(0.2, gt=0.0, le=0.9, description="for data without a test split")
+    split_seed: int = Field(0, description="fixed across run seeds, so all runs share splits")
+    train_subset: int | None = Field(None, ge=1, description="train on this many images only")
+    num_classes: int | None = Field(None, ge=2)
+    image_size: int | tuple[int, int] | None = None
+    channels: Literal["auto", 1, 3] = "auto"
+    normalize: Literal["auto", "none"] | NormalizeStats = "auto"
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    in_memory: Literal["auto"] | bool = "auto"
+    workers: int | None = Field(None, ge=0)
+    cache_dir: str | None = None
+    layout: Literal["auto", "nhwc", "nchw"] = "auto"
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+
+    @model_validator(mode="after")
+    def _root_when_needed(self):
+        if DATASETS.get(self.dataset).meta.get("needs_root") and not self.root:
+            raise ValueError(f"data.root is required for dataset {self.dataset}: give the path of "
+                             "the file or folder that holds it")
+        return self
+
+
+class TrainConfig(Options):
+    epochs: int = Field(5, ge=1)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    grad_clip: float | None = Field(None, gt=0.0, description="max global gradient norm")
+    accumulate: int = Field(1, ge=1, description="micro-batches per optimizer step")
+    device: str = "auto"
+    threads: int | None = Field(None, ge=1, description="default: every core this process may use")
+    channels_last: Literal["auto"] | bool = "auto"
+    compile: bool = False
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
+    checkpoint_every: int = Field(0, ge=0, description="optimizer steps; 0: at epoch ends only")
+    log_every: int = Field(10, ge=1, description="steps between progress updates")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+            raise ValueError("accepted: auto, cpu, cuda, cuda:N, mps")
+        return value
+
+
+class DiagnosticsConfig(Options):
+    every: int = Field(50, ge=0, description="optimizer steps between samples; 0 turns them off")
+
+
+class Config(Options):
+    name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    seed: int = Field(0, ge=0)
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelSpec = Field(default_factory=lambda: {"arch": "simple_cnn"})
+    optim: OptimizerSpec = "sgd"
+    schedule: ScheduleSpec = "cosine"
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
+
+
+# -------------------------------------------------------------------------------------------
+# Reading YAML and overrides
+
+
+def read_yaml(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file {path} does not exist; give the path of a YAML config "
+                        "(see examples/)")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise UserError(f"config file {path} is not valid YAML ({_first_line(error)})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise UserError(f"config file {path} must hold a mapping of sections (name, data, model, "
+                        f"...), not a {type(data).__name__}")
+    return data
+
+
+def _first_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
+INIT_KEYS = {"default", "rules", "bias", "zero_init_residual"}
+
+
+def apply_override(raw: dict, override: str) -> None:
+    """Set `a.b.c=value` in `raw`, the value parsed as YAML (so `0.1`, `true`, `[1, 2]` and
+    `{name: normal, std: 0.01}` all work)."""
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise UserError(f"override '{override}' is not KEY=VALUE; write e.g. -o optim.lr=0.01")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError as error:
+        raise UserError(f"override {key}: value '{text}' is not valid YAML "
+                        f"({_first_line(error)})") from None
+    parts = key.strip().split(".")
+    node = raw
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if isinstance(child, str):
+            # A name (`activation: relu`) gains options: expand the shorthand first.
+            child = {"default": child} if part == "init" else {"name": child}
+        elif isinstance(child, dict) and part == "init" and "name" in child \
+                and parts[depth + 1] in INIT_KEYS:
+            child = {"default": child}
+        elif child is None:
+            child = {}
+        elif not isinstance(child, dict):
+            raise UserError(f"override {key}: {'.'.join(parts[:depth + 1])} is "
+                            f"{child!r}, not a section")
+        node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def load_config(source: str | Path | dict | None = None, overrides: list[str] | tuple = ()
+                ) -> Config:
+    """A validated config from a YAML file (or a dict) and `KEY=VALUE` overrides."""
+    if source is None:
+        raw: dict = {}
+    elif isinstance(source, dict):
+        raw = copy.deepcopy(source)
+    else:
+        raw = read_yaml(source)
+    for override in overrides:
+        apply_override(raw, override)
+    return validate(raw)
+
+
+def validate(raw: dict) -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError([describe_error(e, raw) for e in error.errors()]) from None
+
+
+def to_dict(cfg: BaseModel) -> dict:
+    """The resolved config as plain data, each section's name or arch first."""
+    return _tag_first(cfg.model_dump(mode="json"))
+
+
+def _tag_first(value: Any) -> Any:
+    if isinstance(value, dict):
+        ordered = {k: value[k] for k in ("arch", "name") if k in value}
+        ordered.update({k: _tag_first(v) for k, v in value.items() if k not in ordered})
+        return ordered
+    if isinstance(value, list):
+        return [_tag_first(v) for v in value]
+    return value
+
+
+def dump_yaml(cfg: BaseModel) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False, default_flow_style=None, width=100)
+
+
+# -------------------------------------------------------------------------------------------
+# Turning pydantic's errors into one sentence each
+
+
+LIST_KINDS = {"model": "models", "optim": "optimizers", "schedule": "schedules",
+              "activation": "activations", "norm": "norms", "default": "inits", "init": "inits",
+              "bias": "inits"}
+
+
+def _members(annotation: Any) -> list[Any]:
+    """The alternatives of a (possibly Annotated/Optional) union annotation."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _members(typing.get_args(annotation)[0])
+    if origin in (Union, types.UnionType):
+        found = []
+        for arg in typing.get_args(annotation):
+            found.extend(_members(arg))
+        return found
+    return [annotation]
+
+
+def _model_members(annotation: Any) -> list[type[BaseModel]]:
+    return [m for m in _members(annotation) if isinstance(m, type) and issubclass(m, BaseModel)]
+
+
+def _list_item(annotation: Any) -> Any | None:
+    for member in _members(annotation):
+        if typing.get_origin(member) is list:
+            return typing.get_args(member)[0]
+    return None
+
+
+def _tag_of(model: type[BaseModel]) -> tuple[str, str] | None:
+    for key in ("arch", "name"):
+        field = model.model_fields.get(key)
+        if field is not None and typing.get_origin(field.annotation) is Literal:
+            return key, typing.get_args(field.annotation)[0]
+    return None
+
+
+def _walk(loc: tuple) -> tuple[list[str], type[BaseModel] | None]:
+    """The user-facing key path of an error location (union tags and type names dropped) and the
+    config model that holds its last key."""
+    path: list[str] = []
+    annotation: Any = Config
+    holder: type[BaseModel] | None = None
+    for element in loc:
+        models = _model_members(annotation)
+        if isinstance(element, int):
+            item = _list_item(annotation)
+            path.append(str(element))
+            annotation = item
+            continue
+        tagged = {_tag_of(m)[1]: m for m in models if _tag_of(m)}
+        if element in tagged:
+            annotation = tagged[element]
+            continue
+        owner = next((m for m in models if element in m.model_fields), None)
+        if owner is not None:
+            holder = owner
+            path.append(element)
+            annotation = owner.model_fields[element].annotation
+            continue
+        if len(models) == 1 and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(element)):
+            holder = models[0]  # an unknown key inside this model
+            path.append(str(element))
+            annotation = None
+            continue
+        # A union member's type name ("float", "literal['auto']", "function-after[...]").
+    return path, holder
+
+
+def describe_error(error: dict, raw: dict) -> str:
+    loc = tuple(error["loc"])
+    path, holder = _walk(loc)
+    where = ".".join(path) or "config"
+    kind = error["type"]
+    received = error.get("input")
+    ctx = error.get("ctx") or {}
+    if kind == "extra_forbidden":
+        parent = ".".join(path[:-1]) or "the top level"
+        accepted = sorted(holder.model_fields) if holder else []
+        tag = _tag_of(holder) if holder else None
+        context = f" (with {tag[0]} {tag[1]})" if tag else ""
+        return (f"{where}: unknown key{did_you_mean(path[-1], accepted)}; {parent}{context} "
+                f"accepts: {', '.join(accepted)}")
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        tag_key = ctx.get("discriminator", "'name'").strip("'")
+        expected = [t.strip().strip("'") for t in str(ctx.get("expected_tags", "")).split(",")]
+        listing = LIST_KINDS.get(path[-1] if path else "", "")
+        see = f" (see `cnnlab list {listing}`)" if listing else ""
+        if kind == "union_tag_not_found":
+            return f"{where}: needs a '{tag_key}' key; accepted {tag_key}s: " \
+                   f"{', '.join(expected)}{see}"
+        tag = ctx.get("tag")
+        return (f"{where}.{tag_key}: unknown name '{tag}'{did_you_mean(tag, expected)}; "
+                f"accepted: {', '.join(expected)}{see}")
+    if kind == "literal_error":
+        expected = str(ctx.get("expected", ""))
+        names = re.findall(r"'([^']*)'", expected)
+        hint = did_you_mean(received, names) if isinstance(received, str) else ""
+        return f"{where}: received {received!r}{hint}; accepted: {expected}"
+    if kind == "missing":
+        return f"{where}: required key is missing"
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+        if message.startswith("data.") or message.startswith(where + " "):
+            return message
+    return f"{where}: received {received!r}; {message[0].lower() + message[1:]}"

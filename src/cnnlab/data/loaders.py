@@ -1,0 +1,93 @@
+"""Batches for training and evaluation, from memory or streamed from files.
+
+The training order of epoch e is a permutation seeded by (seed, e), and batch k of it is
+augmented with a generator seeded by (seed, e, k). Nothing about the data pipeline has to be
+saved in a checkpoint beyond (epoch, step), and seed k gives the same order in every run of an
+ablation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from cnnlab.data.arrays import ImageSet
+from cnnlab.data.augment import Augmenter, Normalizer
+from cnnlab.data.imagefolder import decode
+from cnnlab.seeding import generator
+
+
+class FileImages(Dataset):
+    """Decodes images from their files on demand (for data that does not fit in memory)."""
+
+    def __init__(self, images: ImageSet):
+        self.files = [str(f) for f in images.files]
+        self.labels = images.labels
+        self.channels = images.decode_options["channels"]
+        self.size = images.decode_options["size"]
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int):
+        return torch.from_numpy(decode(self.files[index], self.channels, self.size)), \
+            self.labels[index]
+
+
+def _stream(images: ImageSet, batches: list[torch.Tensor], workers: int):
+    loader = DataLoader(FileImages(images), batch_sampler=[b.tolist() for b in batches],
+                        num_workers=workers, persistent_workers=False)
+    yield from loader
+
+
+class TrainBatches:
+    def __init__(self, images: ImageSet, batch_size: int, seed: int, device: torch.device,
+                 augmenter: Augmenter, workers: int = 0):
+        self.source = images
+        self.batch_size = min(batch_size, len(images))
+        self.seed = seed
+        self.device = device
+        self.augment = augmenter
+        self.workers = workers
+        if images.in_memory:
+            self.images = images.images.to(device)
+            self.labels = images.labels.to(device)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        # The last partial batch is dropped: a batch of one breaks batch norm, and equal batch
+        # sizes keep the step count a simple function of the data size.
+        return max(1, len(self.source) // self.batch_size)
+
+    def order(self, epoch: int) -> torch.Tensor:
+        return torch.randperm(len(self.source), generator=generator(self.seed, "order", epoch))
+
+    def epoch(self, epoch: int, start_step: int = 0, order: torch.Tensor | None = None
+              ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches `start_step`.. of `epoch`; `order` is the epoch's permutation if already known
+        (a checkpoint keeps it)."""
+        order = self.order(epoch) if order is None else order
+        steps = range(start_step, self.steps_per_epoch)
+        batches = [order[k * self.batch_size:(k + 1) * self.batch_size] for k in steps]
+        if self.source.in_memory:
+            raw = ((self.images[b.to(self.device)], self.labels[b.to(self.device)])
+                   for b in batches)
+        else:
+            raw = ((x.to(self.device, non_blocking=True), y.to(self.device))
+                   for x, y in _stream(self.source, batches, self.workers))
+        for step, (images, labels) in zip(steps, raw):
+            yield self.augment(images, generator(self.seed, "augment", epoch, step)), labels
+
+
+def eval_batches(images: ImageSet, batch_size: int, device: torch.device, normalizer: Normalizer,
+                 workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    batches = [torch.arange(i, min(i + batch_size, len(images)))
+               for i in range(0, len(images), batch_size)]
+    if images.in_memory:
+        for b in batches:
+            yield normalizer(images.images[b].to(device)), images.labels[b].to(device)
+    else:
+        for x, y in _stream(images, batches, workers):
+            yield normalizer(x.to(device)), y.to(device)

@@ -1,0 +1,68 @@
+"""Errors a user can cause, kept apart from bugs.
+
+The CLI prints a `UserError` as one sentence on stderr and exits with its `exit_code`; any other
+exception is a bug in cnnlab and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class UserError(ValueError):
+    """Bad input: the message says what was received, what is accepted and how to fix it."""
+
+    exit_code = 2
+
+
+class ConfigError(UserError):
+    """One or more problems in a config, all reported together."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        if len(self.problems) == 1:
+            message = f"invalid config: {self.problems[0]}"
+        else:
+            lines = "\n".join(f"  - {p}" for p in self.problems)
+            message = f"invalid config ({len(self.problems)} problems):\n{lines}"
+        super().__init__(message)
+
+
+class DataError(UserError):
+    """A data set that cannot be used as given (missing files, bad labels, corrupt images)."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss; the run stopped without overwriting checkpoints."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, step: int, epoch: int):
+        super().__init__(message)
+        self.step = step
+        self.epoch = epoch
+
+
+def did_you_mean(received: str, accepted: Iterable[str]) -> str:
+    """A ' (did you mean X?)' hint for a misspelled name, or ''."""
+    close = difflib.get_close_matches(str(received), list(accepted), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def unknown_name(kind: str, received: object, accepted: Iterable[str], list_kind: str) -> UserError:
+    accepted = sorted(accepted)
+    return UserError(
+        f"unknown {kind} '{received}'{did_you_mean(str(received), accepted)}; "
+        f"accepted: {', '.join(accepted)} (see `cnnlab list {list_kind}`)"
+    )
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived; training wrote a checkpoint at the last completed step."""
+
+    exit_code = 130
+
+
+# What the CLI reports as one line and an exit code instead of a traceback.
+EXPECTED_STOPS = (UserError, NonFiniteLossError, Interrupted)

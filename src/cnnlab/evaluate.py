@@ -1,0 +1,74 @@
+"""Evaluation: loss, accuracy and top-5 accuracy over a split, and `cnnlab eval` on a run."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.runtime import Runtime
+
+TOP5_MIN_CLASSES = 10
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+             runtime: Runtime, num_classes: int) -> dict[str, float]:
+    """Mean cross-entropy (no label smoothing), accuracy and, with 10+ classes, top-5 accuracy."""
+    was_training = model.training
+    model.eval()
+    device = runtime.device
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    correct = torch.zeros((), dtype=torch.long, device=device)
+    top5 = torch.zeros((), dtype=torch.long, device=device)
+    count = 0
+    try:
+        for x, y in batches:
+            with runtime.autocast():
+                logits = model(x)
+            logits = logits.float()
+            loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
+            correct += (logits.argmax(1) == y).sum()
+            if num_classes >= TOP5_MIN_CLASSES:
+                top5 += (logits.topk(5, dim=1).indices == y[:, None]).any(1).sum()
+            count += y.shape[0]
+    finally:
+        model.train(was_training)
+    count = max(count, 1)
+    metrics = {"loss": float(loss_sum) / count, "acc": int(correct) / count}
+    if num_classes >= TOP5_MIN_CLASSES:
+        metrics["top5"] = int(top5) / count
+    return metrics
+
+
+def evaluate_run(run_dir: str | Path, weights: str = "final", split: str = "val",
+                 overrides: list[str] | tuple = ()) -> dict:
+    """Evaluate a finished (or interrupted) run's final or best weights on a split."""
+    from cnnlab.assemble import assemble
+    from cnnlab.checkpoint import load_weights
+    from cnnlab.config import load_config
+    from cnnlab.errors import UserError
+    from cnnlab.rundir import RunDir
+
+    run = RunDir.open(Path(run_dir))
+    for override in overrides:
+        if not override.startswith("data."):
+            raise UserError(f"eval takes only data.* overrides (the model must stay the one that "
+                            f"was trained); received '{override}'")
+    cfg = load_config(run.config, overrides)
+    path = run.final_weights if weights == "final" else run.best_weights
+    if not path.exists():
+        hint = ("the run has not finished; evaluate --weights best, or resume it first"
+                if weights == "final" else "no epoch has been evaluated yet")
+        raise UserError(f"{path} does not exist: {hint}")
+    assembly = assemble(cfg)
+    load_weights(assembly.model, path)
+    metrics = evaluate(assembly.model, assembly.eval_batches(split), assembly.runtime,
+                       assembly.data.num_classes)
+    size = {"val": len(assembly.data.val), "test": len(assembly.data.test),
+            "train": len(assembly.data.train)}[split]
+    return {"run": str(run.path), "weights": weights, "split": split, "images": size,
+            **{f"{split}_{k}": v for k, v in metrics.items()}}
