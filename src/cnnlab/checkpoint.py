@@ -9,6 +9,7 @@ hold tensors and plain data but never code. Final weights are exported as safete
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -53,7 +54,7 @@ def load_latest(directory: Path) -> tuple[dict | None, Path | None]:
             continue
         try:
             return torch.load(path, map_location="cpu", weights_only=True), path
-        except (RuntimeError, EOFError, OSError, ValueError):
+        except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError):
             continue  # a torn or corrupt file: fall back to the one before
     return None, None
 

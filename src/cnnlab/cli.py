@@ -84,20 +84,6 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def catalogue() -> dict:
-    """kind -> registry, for `cnnlab list`."""
-    from cnnlab.components.activations import ACTIVATIONS
-    from cnnlab.components.init import INITS
-    from cnnlab.components.norms import NORMS
-    from cnnlab.components.optimizers import OPTIMIZERS
-    from cnnlab.components.schedules import SCHEDULES
-    from cnnlab.data.sources import DATASETS
-    from cnnlab.models import MODELS
-
-    return {"models": MODELS, "datasets": DATASETS, "activations": ACTIVATIONS, "norms": NORMS,
-            "inits": INITS, "optimizers": OPTIMIZERS, "schedules": SCHEDULES}
-
-
 def _entry_keys(entry) -> list[str]:
     if entry.options is None:
         return []
@@ -107,6 +93,8 @@ def _entry_keys(entry) -> list[str]:
 @command("list")
 def _list(args: argparse.Namespace) -> int:
     from cnnlab.errors import did_you_mean
+
+    from cnnlab.catalogue import catalogue
 
     registries = catalogue()
     if args.kind and args.kind not in registries:

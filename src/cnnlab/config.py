@@ -308,9 +308,11 @@ def describe_error(error: dict, raw: dict) -> str:
         return (f"{where}: unknown key{did_you_mean(path[-1], accepted)}; {parent}{context} "
                 f"accepts: {', '.join(accepted)}")
     if kind in ("union_tag_invalid", "union_tag_not_found"):
+        from cnnlab.catalogue import catalogue
+
         tag_key = ctx.get("discriminator", "'name'").strip("'")
-        expected = [t.strip().strip("'") for t in str(ctx.get("expected_tags", "")).split(",")]
         listing = LIST_KINDS.get(path[-1] if path else "", "")
+        expected = catalogue()[listing].names() if listing else []
         see = f" (see `cnnlab list {listing}`)" if listing else ""
         if kind == "union_tag_not_found":
             return f"{where}: needs a '{tag_key}' key; accepted {tag_key}s: " \

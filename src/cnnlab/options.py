@@ -19,17 +19,20 @@ class NoOptions(Options):
     """An entry that takes no keys besides its name."""
 
 
-def _name_to_mapping(tag: str):
+def _name_to_mapping(tag: str, default: str | None):
     def convert(value: Any) -> Any:
-        # `relu` is shorthand for `{name: relu}`.
+        # `relu` is shorthand for `{name: relu}`; a mapping without its tag takes the default.
         if isinstance(value, str):
             return {tag: value}
+        if isinstance(value, dict) and tag not in value and default is not None:
+            return {tag: default, **value}
         return value
 
     return convert
 
 
-def tagged_union(registry: Registry, tag: str = "name", base: type[Options] | None = None) -> Any:
+def tagged_union(registry: Registry, tag: str = "name", base: type[Options] | None = None,
+                 default: str | None = None) -> Any:
     """A pydantic type accepting `NAME` or `{tag: NAME, ...options}` for every registry entry.
 
     Each member is the entry's options model (or `base`) plus a literal tag field, so pydantic
@@ -48,7 +51,8 @@ def tagged_union(registry: Registry, tag: str = "name", base: type[Options] | No
         union = members[0]
     else:
         union = Union[tuple(members)]  # noqa: UP007 - a runtime union of generated classes
-    return Annotated[union, Field(discriminator=tag), BeforeValidator(_name_to_mapping(tag))]
+    return Annotated[union, Field(discriminator=tag),
+                     BeforeValidator(_name_to_mapping(tag, default))]
 
 
 def options_of(spec: BaseModel, tag: str = "name") -> dict[str, Any]:

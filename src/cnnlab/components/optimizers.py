@@ -202,4 +202,4 @@ def set_hyperparameters(optimizer: torch.optim.Optimizer, lr: float, momentum: f
                 group["momentum"] = momentum
 
 
-OptimizerSpec = tagged_union(OPTIMIZERS)
+OptimizerSpec = tagged_union(OPTIMIZERS, default="sgd")

@@ -403,4 +403,4 @@ class Schedule:
         self.cooldown_left = state["cooldown_left"]
 
 
-ScheduleSpec = tagged_union(SCHEDULES)
+ScheduleSpec = tagged_union(SCHEDULES, default="cosine")

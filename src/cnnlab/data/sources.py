@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cnnlab.data.archives import extract, is_archive
 from cnnlab.data.arrays import ImageSet, stratified_split
 from cnnlab.data.imagefolder import default_cache_dir, load_folder
 from cnnlab.errors import DataError
@@ -151,16 +152,18 @@ def npz(cfg) -> RawData:
     return RawData(train, test, [str(i) for i in range(count)])
 
 
-@DATASETS.register("imagefolder", "a folder with train/ and test/ (or just class folders), one "
-                   "sub-folder per class; decoded once into a cache", needs_root=True)
+@DATASETS.register("imagefolder", "a folder (or .tar.gz/.zip of one) with train/ and test/ or "
+                   "just class folders, one per class; decoded once into a cache", needs_root=True)
 def imagefolder(cfg) -> RawData:
     root = Path(cfg.root).expanduser()
     if not root.exists():
         raise DataError(f"data.root: {root} does not exist; point it at a folder of class "
-                        "sub-folders (or with train/ and test/ inside)")
+                        "sub-folders (or with train/ and test/ inside), or at an archive of one")
     channels = None if cfg.channels == "auto" else int(cfg.channels)
     size = _size(cfg.image_size)
     cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None
+    if is_archive(root):
+        root = extract(root, cache_dir or default_cache_dir())
     in_memory = None if cfg.in_memory == "auto" else bool(cfg.in_memory)
     workers = cfg.workers if cfg.workers is not None else min(8, _cpus())
     train_root = root / "train" if (root / "train").is_dir() else root

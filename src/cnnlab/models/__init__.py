@@ -14,7 +14,7 @@ from cnnlab.models.base import MODELS, BuildContext, ModelBase
 from cnnlab.options import tagged_union
 from cnnlab.seeding import generator
 
-ModelSpec = tagged_union(MODELS, tag="arch", base=ModelBase)
+ModelSpec = tagged_union(MODELS, tag="arch", base=ModelBase, default="simple_cnn")
 
 
 def check_input(spec: ModelBase, in_channels: int, num_classes: int, dataset: str) -> None:

@@ -1,0 +1,123 @@
+"""Resume after SIGKILL at different moments gives bit-identical weights on CPU."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from tests.conftest import cli, write_config
+
+
+def slow_config(tmp_path: Path, tiny: dict) -> Path:
+    # Big enough to be killed mid-epoch; checkpoints every few steps as well as at epoch ends.
+    tiny["data"]["synthetic"].update(train_size=1600, noise=0.5)
+    tiny["data"]["augment"] = {"crop_padding": 2, "flip": True, "cutout": 3}
+    tiny["model"]["dropout"] = 0.2
+    tiny["train"].update(epochs=3, checkpoint_every=9)
+    tiny["schedule"] = {"name": "cosine", "warmup": {"epochs": 1}}
+    return write_config(tmp_path / "slow.yaml", tiny)
+
+
+def weights(run: Path) -> dict:
+    return load_file(str(run / "model.safetensors"))
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"training ended before {path} appeared")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} did not appear")
+        time.sleep(0.005)
+
+
+def start(config: Path, out: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "cnnlab", "train", str(config), "--out",
+                             str(out), "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("reference")
+    from tests.conftest import TINY
+    import copy
+
+    config = slow_config(tmp, copy.deepcopy(TINY))
+    cli("train", str(config), "--out", str(tmp / "ref"), "--quiet", check=True)
+    return config, weights(tmp / "ref"), json.loads((tmp / "ref" / "summary.json").read_text())
+
+
+# Where to kill: as soon as the run folder has its config (before any checkpoint), right after
+# the first mid-epoch checkpoint, and after the first epoch's metrics line.
+MOMENTS = {"before_first_checkpoint": ("config.yaml", 0.0),
+           "after_first_checkpoint": ("checkpoints/last.pt", 0.0),
+           "after_first_epoch": ("checkpoints/best.safetensors", 0.05)}
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_sigkill_then_resume_gives_bit_identical_weights(tmp_path, reference, moment):
+    config, expected, expected_summary = reference
+    out = tmp_path / "run"
+    process = start(config, out)
+    marker, delay = MOMENTS[moment]
+    wait_for(out / marker, process)
+    time.sleep(delay)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    result = cli("train", "--resume", str(out), "--quiet", check=True)
+    assert "run folder" in result.stdout
+    assert same_weights(weights(out), expected)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best_val_acc"] == expected_summary["best_val_acc"]
+    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2, 3]  # no duplicated or missing epochs
+
+
+def test_sigint_checkpoints_and_resume_finishes_identically(tmp_path, reference):
+    config, expected, _ = reference
+    out = tmp_path / "run"
+    process = start(config, out)
+    wait_for(out / "checkpoints" / "last.pt", process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130
+    assert "--resume" in stderr.decode() and "Traceback" not in stderr.decode()
+    assert json.loads((out / "summary.json").read_text())["status"] == "interrupted"
+    cli("train", "--resume", str(out), "--quiet", check=True)
+    assert same_weights(weights(out), expected)
+
+
+def digest(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): (hashlib.sha256(p.read_bytes()).hexdigest(),
+                                         p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_resuming_a_finished_run_says_so_and_changes_nothing(tmp_path, tiny):
+    config = write_config(tmp_path / "c.yaml", tiny)
+    out = tmp_path / "done"
+    cli("train", str(config), "--out", str(out), "--quiet", check=True)
+    before = digest(out)
+    result = cli("train", "--resume", str(out), check=True)
+    assert "already finished" in result.stdout
+    assert digest(out) == before
+
+
+def test_resume_refuses_extra_arguments_and_non_run_folders(tmp_path, tiny):
+    result = cli("train", "--resume", str(tmp_path), "-o", "train.epochs=9")
+    assert result.returncode == 2 and "give only the run folder" in result.stderr
+    result = cli("train", "--resume", str(tmp_path))
+    assert result.returncode == 2 and "is not a run folder" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,63 @@
+import pytest
+import torch
+from pydantic import TypeAdapter
+
+from cnnlab.errors import UserError
+from cnnlab.models import MODELS, ModelSpec, build_model
+
+SPEC = TypeAdapter(ModelSpec)
+SHAPES = [((8, 8), 1), ((32, 32), 3)]
+
+
+def spec(**keys):
+    return SPEC.validate_python(keys)
+
+
+@pytest.mark.parametrize("arch", MODELS.names())
+@pytest.mark.parametrize("size,channels", SHAPES, ids=["digits-8x8x1", "cifar-32x32x3"])
+def test_every_model_builds_for_small_and_cifar_images_and_trains_a_step(arch, size, channels):
+    model, assignments = build_model(spec(arch=arch), channels, 10, size, seed=0)
+    x = torch.randn(4, channels, *size)
+    out = model(x)
+    assert out.shape == (4, 10)
+    out.logsumexp(1).mean().backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert isinstance(model.classifier, torch.nn.Linear)
+    assert assignments, "every model has layers the initializer touched"
+
+
+def test_the_same_seed_gives_the_same_weights_whatever_drew_random_numbers_before():
+    first, _ = build_model(spec(arch="resnet20"), 3, 10, (32, 32), seed=5)
+    torch.randn(1000)  # consume the global generator
+    second, _ = build_model(spec(arch="resnet20"), 3, 10, (32, 32), seed=5)
+    other, _ = build_model(spec(arch="resnet20"), 3, 10, (32, 32), seed=6)
+    for (name, a), (_, b), (_, c) in zip(first.state_dict().items(), second.state_dict().items(),
+                                         other.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert not all(torch.equal(a, c) for a, c in zip(first.state_dict().values(),
+                                                     other.state_dict().values()))
+
+
+def test_configured_input_channels_must_match_the_data():
+    with pytest.raises(UserError, match="model.in_channels is 3 but the digits images have 1 "
+                       "channel; remove model.in_channels"):
+        build_model(spec(arch="simple_cnn", in_channels=3), 1, 10, (8, 8), seed=0,
+                    dataset="digits")
+
+
+def test_plain_has_the_configured_depth_and_width():
+    model, _ = build_model(spec(arch="plain", depth=7, width=12), 3, 10, (16, 16), seed=0)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 7
+    assert all(c.out_channels == 12 for c in convs)
+
+
+def test_cifar_resnet_sizes_follow_the_paper():
+    counts = {}
+    for arch in ("resnet20", "resnet32", "resnet56"):
+        model, _ = build_model(spec(arch=arch), 3, 10, (32, 32), seed=0)
+        counts[arch] = sum(p.numel() for p in model.parameters())
+    # He et al. 2016, Table 6: 0.27M, 0.46M, 0.85M parameters (ours: 1x1 projection shortcuts).
+    assert counts["resnet20"] == pytest.approx(0.27e6, rel=0.03)
+    assert counts["resnet32"] == pytest.approx(0.46e6, rel=0.03)
+    assert counts["resnet56"] == pytest.approx(0.85e6, rel=0.03)
