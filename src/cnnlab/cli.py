@@ -115,6 +115,47 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("inspect")
+def _inspect(args: argparse.Namespace) -> int:
+    from cnnlab.config import load_config
+    from cnnlab.propagation import inspect
+
+    reports = [inspect(load_config(path, args.override), batch_size=args.batch)
+               for path in args.configs]
+    if args.plot:
+        from cnnlab.report.propagation_plot import plot_propagation
+
+        plot_propagation(reports, args.plot)
+    if args.json:
+        _print_json(reports[0] if len(reports) == 1 else {"configs": reports})
+        return 0
+    for path, report in zip(args.configs, reports):
+        print(_inspect_table(path, report))
+    if args.plot:
+        print(f"plot: {args.plot}")
+    return 0
+
+
+def _inspect_table(path: str, report: dict) -> str:
+    def num(value, fmt=".3g"):
+        return "-" if value is None else format(value, fmt)
+
+    where = f" at {report['layer']}" if report["layer"] else ""
+    lines = [f"{path}: {report['verdict']}{where}: {report['advice']}",
+             f"  forward std ratio (last/first weight layer) {num(report['forward_ratio'])}, "
+             f"backward gradient ratio (first/last) {num(report['backward_ratio'])}",
+             f"  {'layer':<28} {'kind':<10} {'init (rule)':<30} {'mean':>9} {'std':>9} "
+             f"{'dead':>6} {'sat':>6} {'grad std':>9} {'|dW|':>9}"]
+    for layer in report["layers"]:
+        init = f"{layer['init']} ({layer['rule']})" if layer["init"] else ""
+        lines.append(
+            f"  {layer['name']:<28.28} {layer['kind']:<10} {init:<30.30} {num(layer['mean']):>9} "
+            f"{num(layer['std']):>9} {num(layer['dead'], '.0%'):>6} "
+            f"{num(layer['saturated'], '.0%'):>6} {num(layer['grad_std']):>9} "
+            f"{num(layer['weight_grad_norm']):>9}")
+    return "\n".join(lines)
+
+
 # -------------------------------------------------------------------------------------------
 
 
@@ -144,6 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=["final", "best"], default="final")
     p.add_argument("--split", choices=["val", "test", "train"], default="val")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("inspect", help="signal propagation at init, per layer, with a verdict")
+    p.add_argument("configs", nargs="+", metavar="CONFIG")
+    overrides(p)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", metavar="FILE.png", help="std against depth, one line per config")
+    p.add_argument("--batch", type=int, default=256, help="images in the probe batch")
 
     p = sub.add_parser("list", help="list every name the config accepts")
     p.add_argument("kind", nargs="?", help="models, datasets, activations, norms, inits, "

@@ -177,7 +177,31 @@ def apply_override(raw: dict, override: str) -> None:
                             f"{child!r}, not a section")
         node[part] = child
         node = child
-    node[parts[-1]] = value
+    last = parts[-1]
+    if last in ("name", "arch") and len(parts) > 1 and node.get(last) != value:
+        _drop_foreign_keys(node, parts[-2], value)
+    node[last] = value
+
+
+def _drop_foreign_keys(section: dict, section_key: str, new_name: object) -> None:
+    """`-o optim.name=adam` on a config written for sgd: the options only sgd takes (momentum,
+    nesterov) would make the new choice invalid, so they go; keys adam shares stay. This is
+    what lets an ablation vary a component by name alone."""
+    from cnnlab.catalogue import catalogue
+
+    kind = LIST_KINDS.get(section_key)
+    registry = catalogue().get(kind) if kind else None
+    if registry is None or not isinstance(new_name, str) or new_name not in registry:
+        return  # validation reports the unknown name
+    entry = registry.get(new_name)
+    accepted = set(entry.options.model_fields) if entry.options else {"name"}
+    if kind == "models":
+        from cnnlab.models.base import ModelBase
+
+        accepted = set(entry.options.model_fields if entry.options else ModelBase.model_fields)
+    for key in list(section):
+        if key not in accepted and key not in ("name", "arch"):
+            del section[key]
 
 
 def load_config(source: str | Path | dict | None = None, overrides: list[str] | tuple = ()

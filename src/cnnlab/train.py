@@ -94,6 +94,7 @@ def _summary(cfg: Config, run: RunDir, assembly: Assembly, status: str, history:
         "epochs_completed": len(history),
         "steps": global_step,
         "parameters": count_parameters(assembly.model),
+        "num_classes": assembly.data.num_classes,
         "best_val_acc": best.get("val_acc"),
         "best_epoch": best.get("epoch"),
         "seconds": seconds,

@@ -14,22 +14,29 @@ from tests.conftest import cli, write_config
 def assert_one_clear_error(result, *fragments, code=2):
     assert result.returncode == code, result.stderr
     assert "Traceback" not in result.stderr
-    assert result.stderr.startswith("error: ")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and result.stderr.rstrip().splitlines()[-1] == errors[0], \
+        result.stderr
     for fragment in fragments:
         assert fragment in result.stderr, result.stderr
 
 
 def test_a_diverging_run_stops_naming_the_step_and_keeps_its_checkpoint(tmp_path, tiny):
+    # A sane first epoch, then the step schedule multiplies the LR by a million.
     tiny["train"].update(epochs=3)
-    tiny["optim"]["lr"] = 1e5
+    tiny["schedule"] = {"name": "step", "step_size": 1, "gamma": 1e6}
     tiny["model"]["norm"] = "none"
     out = tmp_path / "nan"
     result = cli("train", str(write_config(tmp_path / "c.yaml", tiny)), "--out", str(out))
-    assert_one_clear_error(result, "loss became", "at step", code=3)
+    assert_one_clear_error(result, "loss became", "(epoch 2)", "last good checkpoint is",
+                           code=3)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["status"] == "diverged" and "diverged_step" in summary
+    assert summary["status"] == "diverged" and summary["diverged_epoch"] == 2
     assert not (out / "model.safetensors").exists()
-    assert (out / "config.yaml").exists()
+    assert (out / "checkpoints" / "last.pt").exists()
+    metrics = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(metrics) == 1 and json.loads(metrics[0])["epoch"] == 1
+    assert summary["diverged_step"] >= json.loads(metrics[0])["step"]
 
 
 def test_each_bad_config_is_one_sentence_naming_the_key(tmp_path, tiny):

@@ -146,8 +146,11 @@ def second_moment_gain(fn: nn.Module) -> float:
 
 def flat_regions(fn: nn.Module) -> tuple[float, float]:
     """The (low, high) thresholds beyond which |f'(x)| < 1e-2 for every x, on a 1e-3 grid."""
-    x = torch.linspace(-60.0, 60.0, 120_001, dtype=torch.float64, requires_grad=True)
-    (derivative,) = torch.autograd.grad(fn(x).sum(), x)
+    # Profiles are first asked for anywhere, inside no_grad blocks too: the derivative needs
+    # autograd whatever the caller's mode.
+    with torch.enable_grad():
+        x = torch.linspace(-60.0, 60.0, 120_001, dtype=torch.float64, requires_grad=True)
+        (derivative,) = torch.autograd.grad(fn(x).sum(), x)
     flat = (derivative.abs() < SATURATION_DERIVATIVE).tolist()
     grid = x.detach().tolist()
     low = -math.inf

@@ -338,8 +338,14 @@ def initialize(
                     module.weight.fill_(1.0)
                 assignments.append(Assignment(name, type(module).__name__, "ones", "norm default"))
             if module.bias is not None:
-                with torch.no_grad():
-                    module.bias.zero_()
+                if matched_rule is not None and matched_rule.bias is not None:
+                    # Only a rule matching the norm sets its shift; the global bias spec is for
+                    # conv and linear biases.
+                    ctx = LayerContext(name, 1, 1, 1.0, profile.name, generator)
+                    _apply(matched_rule.bias, module.bias, ctx)
+                else:
+                    with torch.no_grad():
+                        module.bias.zero_()
             continue
 
         fan_in, fan_out = fans(module.weight)

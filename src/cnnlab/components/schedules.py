@@ -138,6 +138,18 @@ def _per_unit(options: ScheduleBase, ctx: Context) -> float:
     return ctx.steps_per_epoch if options.unit == "epoch" else 1.0
 
 
+def _steps(length: float, options: ScheduleBase, ctx: Context) -> float:
+    """`length` units in optimizer steps.
+
+    1.1 epochs of 100 steps is 110.00000000000001 in floating point, which would move a milestone,
+    a decay or a restart one step late; a product that is an integer up to rounding is snapped to
+    it. Lengths that are really fractional stay fractional.
+    """
+    steps = length * _per_unit(options, ctx)
+    nearest = round(steps)
+    return float(nearest) if abs(steps - nearest) <= 1e-9 * max(1.0, steps) else steps
+
+
 def _register(name: str, description: str, options: type[ScheduleBase]):
     return SCHEDULES.register(name, description, options)
 
@@ -149,13 +161,13 @@ def constant(o, ctx, length):
 
 @_register("step", "multiply by gamma every step_size units (He et al. 2016 used 0.1)", StepOptions)
 def step(o, ctx, length):
-    size = o.step_size * _per_unit(o, ctx)
+    size = _steps(o.step_size, o, ctx)
     return Curve(lambda t: ctx.base_lr * o.gamma ** math.floor(t / size))
 
 
 @_register("multistep", "multiply by gamma at each milestone", MultistepOptions)
 def multistep(o, ctx, length):
-    marks = [m * _per_unit(o, ctx) for m in o.milestones]
+    marks = [_steps(m, o, ctx) for m in o.milestones]
     return Curve(lambda t: ctx.base_lr * o.gamma ** sum(1 for m in marks if t >= m))
 
 
@@ -167,13 +179,13 @@ def exponential(o, ctx, length):
 
 @_register("polynomial", "decay to 0 as (1 - t/total)^power", PolynomialOptions)
 def polynomial(o, ctx, length):
-    total = o.total * _per_unit(o, ctx) if o.total else length
+    total = _steps(o.total, o, ctx) if o.total else length
     return Curve(lambda t: ctx.base_lr * (1.0 - min(t, total) / total) ** o.power)
 
 
 @_register("linear", "linear from start_factor to end_factor of lr over total", LinearOptions)
 def linear(o, ctx, length):
-    total = o.total * _per_unit(o, ctx) if o.total else length
+    total = _steps(o.total, o, ctx) if o.total else length
     span = o.end_factor - o.start_factor
     return Curve(lambda t: ctx.base_lr * (o.start_factor + span * min(t, total) / total))
 
@@ -191,7 +203,7 @@ def cosine(o, ctx, length):
 @_register("cosine_restarts", "cosine cycles restarting at lr (SGDR, Loshchilov & Hutter 2017); "
            "cycles grow by period_mult, peaks decay by decay", CosineRestartsOptions)
 def cosine_restarts(o, ctx, length):
-    first = o.period * _per_unit(o, ctx)
+    first = _steps(o.period, o, ctx)
 
     def cycle_of(t: int) -> tuple[int, float, float]:
         """(cycle index, position in the cycle, cycle length)."""
@@ -264,9 +276,8 @@ def one_cycle(o, ctx, length):
 @_register("cyclic", "Smith 2017: lr cycles between min_lr and lr (triangular, triangular2, "
            "exp_range); momentum moves inversely", CyclicOptions)
 def cyclic(o, ctx, length):
-    unit = _per_unit(o, ctx)
-    up = o.step_size_up * unit
-    down = (o.step_size_down if o.step_size_down is not None else o.step_size_up) * unit
+    up = _steps(o.step_size_up, o, ctx)
+    down = _steps(o.step_size_down if o.step_size_down is not None else o.step_size_up, o, ctx)
     total = up + down
     ratio = up / total
     low = o.min_lr if o.min_lr is not None else ctx.base_lr / 10.0
@@ -307,7 +318,7 @@ def plateau(o, ctx, length):
            "after a warmup", InverseSqrtOptions)
 def inverse_sqrt(o, ctx, length):
     if o.timescale is not None:
-        scale = o.timescale * _per_unit(o, ctx)
+        scale = _steps(o.timescale, o, ctx)
     else:
         scale = max(warmup_steps(o.warmup, ctx), 1)
     return Curve(lambda t: ctx.base_lr * math.sqrt(scale / (t + scale)))

@@ -1,0 +1,1 @@
+"""Ablations, searches and the statistics that compare their runs."""

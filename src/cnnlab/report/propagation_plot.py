@@ -1,0 +1,36 @@
+"""Std against depth at init, forward and backward, one line per config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cnnlab.report.style import color, figure, save
+
+
+def plot_propagation(reports: list[dict], path: str | Path) -> Path:
+    fig, axes = figure(columns=2, width=5.5)
+    forward, backward = axes[0]
+    for index, report in enumerate(reports):
+        layers = [layer for layer in report["layers"] if layer["kind"] in ("conv", "linear")]
+        depth = list(range(1, len(layers) + 1))
+        label = _label(report)
+        forward.plot(depth, [max(layer["std"], 1e-30) for layer in layers], marker="o",
+                     markersize=3, color=color(index), label=label)
+        grads = [(d, layer["grad_std"]) for d, layer in zip(depth, layers)
+                 if layer["grad_std"]]
+        if grads:
+            backward.plot(*zip(*grads), marker="o", markersize=3, color=color(index), label=label)
+    forward.set(title="forward: output std of each weight layer", xlabel="depth (weight layer)",
+                ylabel="std of output", yscale="log")
+    backward.set(title="backward: gradient std at each layer's output",
+                 xlabel="depth (weight layer)", ylabel="std of gradient", yscale="log")
+    for axis in (forward, backward):
+        axis.grid(True, which="both", alpha=0.3)
+    forward.legend(fontsize=8)
+    save(fig, path)
+    return Path(path)
+
+
+def _label(report: dict) -> str:
+    return (f"{report['name']}: {report['arch']}, {report['init']}, {report['activation']}, "
+            f"norm {report['norm']} ({report['verdict']})")
