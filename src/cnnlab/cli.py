@@ -156,6 +156,91 @@ def _inspect_table(path: str, report: dict) -> str:
     return "\n".join(lines)
 
 
+@command("schedule")
+def _schedule(args: argparse.Namespace) -> int:
+    from cnnlab.components.schedules import build_schedule, trace
+    from cnnlab.config import load_config
+    from cnnlab.data import load_data
+    from cnnlab.data.loaders import batches_per_epoch
+
+    cfg = load_config(args.config, args.override)
+    data = load_data(cfg.data)
+    result = trace(build_schedule(cfg, batches_per_epoch(len(data.train), cfg.data.batch_size)))
+    if args.plot:
+        from cnnlab.report.lr_plots import plot_schedule
+
+        plot_schedule(result, args.plot)
+    if args.json:
+        _print_json(result)
+        return 0
+    per_epoch = result["steps_per_epoch"]
+    print(f"schedule {result['name']}: {result['total_steps']} optimizer steps "
+          f"({per_epoch} per epoch), warmup {result['warmup_steps']} steps"
+          + (f", restarts at {result['restarts']}" if result["restarts"] else ""))
+    if cfg.schedule.name == "plateau":
+        print("plateau lowers the LR from validation metrics, which a preview cannot know: "
+              "shown as if it never triggers")
+    print(f"{'epoch':>6} {'step':>7} {'lr':>12}" + (f" {'momentum':>9}" if result["momentum"]
+                                                    else ""))
+    for step in sorted({*range(0, result["total_steps"], per_epoch), result["total_steps"] - 1}):
+        line = f"{step / per_epoch:>6.2f} {step:>7} {result['lr'][step]:>12.6g}"
+        if result["momentum"]:
+            line += f" {result['momentum'][step]:>9.4f}"
+        print(line)
+    if args.plot:
+        print(f"plot: {args.plot}")
+    return 0
+
+
+@command("lr-find")
+def _lr_find(args: argparse.Namespace) -> int:
+    from cnnlab.config import dump_yaml, load_config
+    from cnnlab.lr_finder import lr_find
+
+    cfg = load_config(args.config, args.override)
+    if not 0 < args.start < args.end:
+        raise UserError(f"--start ({args.start:g}) must be positive and below --end "
+                        f"({args.end:g}); e.g. --start 1e-7 --end 10")
+    if args.steps < 5 or args.repeats < 1:
+        raise UserError("--steps must be at least 5 and --repeats at least 1")
+    result = lr_find(cfg, args.start, args.end, args.steps, args.mode, args.stop_factor,
+                     args.repeats, args.validation)
+    if args.plot:
+        from cnnlab.report.lr_plots import plot_lr_find
+
+        plot_lr_find(result, args.plot)
+    valley = result["suggestions"]["valley"]
+    if args.apply:
+        if valley is None:
+            print("no valley suggestion could be made from this curve, so nothing was written; "
+                  "widen --start/--end or use more --steps", file=sys.stderr)
+            return 1
+        applied = cfg.model_copy(deep=True)
+        applied.optim.lr = valley
+        with open(args.apply, "w") as handle:
+            handle.write(dump_yaml(applied))
+    if args.json:
+        _print_json(result)
+        return 0
+    print(f"LR range test ({result['mode']}, {len(result['lrs'])} steps of {args.steps}, "
+          f"{result['curve']}): stopped: {result['stopped']}")
+    for name, lr in result["suggestions"].items():
+        spread = ""
+        if "repeats" in result:
+            info = result["repeats"]["suggestions"][name]
+            if info["median"] is not None:
+                spread = (f"  (over {result['repeats']['count']} seeds: median "
+                          f"{info['median']:.3g}, IQR {info['iqr'][0]:.3g}..{info['iqr'][1]:.3g})")
+        print(f"  {name:<8} {'no suggestion: the curve has no such point' if lr is None else f'{lr:.3g}'}"
+              f"{spread}")
+    if args.apply:
+        one_cycle = " (the one-cycle peak)" if cfg.schedule.name == "one_cycle" else ""
+        print(f"wrote {args.apply} with optim.lr = {valley:.3g}{one_cycle}")
+    if args.plot:
+        print(f"plot: {args.plot}")
+    return 0
+
+
 # -------------------------------------------------------------------------------------------
 
 
@@ -192,6 +277,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--plot", metavar="FILE.png", help="std against depth, one line per config")
     p.add_argument("--batch", type=int, default=256, help="images in the probe batch")
+
+    p = sub.add_parser("schedule", help="the LR (and momentum) of every optimizer step, "
+                       "without training")
+    p.add_argument("config")
+    overrides(p)
+    p.add_argument("--json", action="store_true", help='print {"lr": [...], "momentum": [...]}')
+    p.add_argument("--plot", metavar="FILE.png")
+
+    p = sub.add_parser("lr-find", help="learning-rate range test with suggestions")
+    p.add_argument("config")
+    overrides(p)
+    p.add_argument("--start", type=float, default=1e-7)
+    p.add_argument("--end", type=float, default=10.0)
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--mode", choices=["exp", "linear"], default="exp")
+    p.add_argument("--stop-factor", type=float, default=4.0,
+                   help="stop once the smoothed loss passes this multiple of its best")
+    p.add_argument("--validation", action="store_true",
+                   help="Smith's mode: the curve is the validation loss after each step")
+    p.add_argument("--repeats", type=int, default=1, help="sweeps with different seeds")
+    p.add_argument("--apply", metavar="OUT.yaml", help="write the config with the valley LR")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", metavar="FILE.png")
 
     p = sub.add_parser("list", help="list every name the config accepts")
     p.add_argument("kind", nargs="?", help="models, datasets, activations, norms, inits, "

@@ -308,7 +308,7 @@ def _walk(loc: tuple) -> tuple[list[str], type[BaseModel] | None]:
             path.append(element)
             annotation = owner.model_fields[element].annotation
             continue
-        if len(models) == 1 and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", str(element)):
+        if len(models) == 1 and isinstance(element, str):
             holder = models[0]  # an unknown key inside this model
             path.append(str(element))
             annotation = None
@@ -329,8 +329,10 @@ def describe_error(error: dict, raw: dict) -> str:
         accepted = sorted(holder.model_fields) if holder else []
         tag = _tag_of(holder) if holder else None
         context = f" (with {tag[0]} {tag[1]})" if tag else ""
+        colon = (" (in a YAML flow map put a space after each colon: {name: normal, std: 0.01})"
+                 if ":" in path[-1] else "")
         return (f"{where}: unknown key{did_you_mean(path[-1], accepted)}; {parent}{context} "
-                f"accepts: {', '.join(accepted)}")
+                f"accepts: {', '.join(accepted)}{colon}")
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         from cnnlab.catalogue import catalogue
 

@@ -21,9 +21,8 @@ import torch.nn.functional as F
 
 from cnnlab.assemble import Assembly, assemble
 from cnnlab.checkpoint import load_latest, save_checkpoint, save_weights
-from cnnlab.components.optimizers import base_momentum, build_optimizer, effective_lr, \
-    momentum_key, set_hyperparameters
-from cnnlab.components.schedules import Context, Schedule
+from cnnlab.components.optimizers import build_optimizer, momentum_key, set_hyperparameters
+from cnnlab.components.schedules import build_schedule, optimizer_steps_per_epoch
 from cnnlab.config import Config, dump_yaml, load_config
 from cnnlab.errors import Interrupted, NonFiniteLossError, UserError
 from cnnlab.evaluate import evaluate
@@ -115,14 +114,14 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False)
     model, runtime = assembly.model, assembly.runtime
     batches = assembly.train_batches()
     accumulate = cfg.train.accumulate
-    micro_per_epoch = max(accumulate, batches.steps_per_epoch // accumulate * accumulate)
-    steps_per_epoch = micro_per_epoch // accumulate
-    total_steps = steps_per_epoch * cfg.train.epochs
+    if batches.steps_per_epoch < accumulate:
+        raise UserError(f"train.accumulate={accumulate} needs at least {accumulate} batches per "
+                        f"epoch, but {len(assembly.data.train)} training images make "
+                        f"{batches.steps_per_epoch}; lower train.accumulate or data.batch_size")
+    steps_per_epoch = optimizer_steps_per_epoch(batches.steps_per_epoch, accumulate)
+    micro_per_epoch = steps_per_epoch * accumulate
     optimizer = build_optimizer(cfg.optim, model, cfg.data.batch_size * accumulate)
-    schedule = Schedule(cfg.schedule, Context(
-        base_lr=effective_lr(cfg.optim, cfg.data.batch_size * accumulate),
-        total_steps=total_steps, steps_per_epoch=steps_per_epoch,
-        base_momentum=base_momentum(cfg.optim)))
+    schedule = build_schedule(cfg, batches.steps_per_epoch)
     momentum_name = momentum_key(cfg.optim)
     device = runtime.device
     num_classes = assembly.data.num_classes

@@ -61,3 +61,39 @@ def test_cifar_resnet_sizes_follow_the_paper():
     assert counts["resnet20"] == pytest.approx(0.27e6, rel=0.03)
     assert counts["resnet32"] == pytest.approx(0.46e6, rel=0.03)
     assert counts["resnet56"] == pytest.approx(0.85e6, rel=0.03)
+
+
+SMALL = {"simple_cnn": {"widths": [4]}, "plain": {"depth": 3, "width": 4},
+         "vgg": {"width": 2}, "resnet20": {"width": 4}, "resnet32": {"width": 2},
+         "resnet56": {"width": 2}, "resnet18": {"width": 4}, "resnet34": {"width": 2},
+         "fastnet": {"widths": [4, 8, 8], "stem_width": 4}}
+
+
+def test_small_variants_cover_every_model():
+    assert set(SMALL) == set(MODELS.names())
+
+
+@pytest.mark.parametrize("norm", ["batch", "group", "layer", "instance", "none"])
+@pytest.mark.parametrize("activation", __import__(
+    "cnnlab.components.activations", fromlist=["ACTIVATIONS"]).ACTIVATIONS.names())
+def test_every_activation_and_norm_works_in_every_model(activation, norm):
+    for arch, keys in SMALL.items():
+        model, _ = build_model(spec(arch=arch, activation=activation, norm=norm, **keys), 1, 3,
+                               (8, 8), seed=0)
+        out = model(torch.randn(2, 1, 8, 8))
+        out.sum().backward()
+        assert torch.isfinite(out).all(), arch
+        grads = [p.grad for p in model.parameters() if p.requires_grad]
+        assert all(g is not None and torch.isfinite(g).all() for g in grads), arch
+
+
+@pytest.mark.parametrize("position", ["before_activation", "after_activation"])
+def test_norm_position_orders_the_block(position):
+    model, _ = build_model(spec(arch="simple_cnn", widths=[4], norm_position=position), 1, 3,
+                           (8, 8), seed=0)
+    calls = []
+    for name, module in model.body.named_modules():
+        if name.endswith(("norm", "act")):
+            module.register_forward_hook(lambda m, i, o, n=name: calls.append(n.split(".")[-1]))
+    model(torch.randn(2, 1, 8, 8))
+    assert calls == (["norm", "act"] if position == "before_activation" else ["act", "norm"])

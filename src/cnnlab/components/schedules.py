@@ -414,4 +414,36 @@ class Schedule:
         self.cooldown_left = state["cooldown_left"]
 
 
+def optimizer_steps_per_epoch(batches_per_epoch: int, accumulate: int) -> int:
+    """Optimizer steps per epoch when `accumulate` batches make one step (leftovers dropped)."""
+    return max(1, batches_per_epoch // accumulate)
+
+
+def build_schedule(cfg, batches_per_epoch: int) -> Schedule:
+    """The schedule of a run: the training loop and `cnnlab schedule` both build it here."""
+    from cnnlab.components.optimizers import base_momentum, effective_lr
+
+    accumulate = cfg.train.accumulate
+    steps = optimizer_steps_per_epoch(batches_per_epoch, accumulate)
+    return Schedule(cfg.schedule, Context(
+        base_lr=effective_lr(cfg.optim, cfg.data.batch_size * accumulate),
+        total_steps=steps * cfg.train.epochs, steps_per_epoch=steps,
+        base_momentum=base_momentum(cfg.optim)))
+
+
+def trace(schedule: Schedule) -> dict:
+    """LR and momentum at every optimizer step of the run (plateau: as if never triggered)."""
+    steps = range(schedule.ctx.total_steps)
+    momentum = [schedule.momentum(t) for t in steps]
+    return {
+        "lr": [schedule.lr(t) for t in steps],
+        "momentum": momentum if any(m is not None for m in momentum) else None,
+        "steps_per_epoch": schedule.ctx.steps_per_epoch,
+        "total_steps": schedule.ctx.total_steps,
+        "warmup_steps": schedule.warmup,
+        "restarts": schedule.restarts,
+        "name": schedule.spec.name,
+    }
+
+
 ScheduleSpec = tagged_union(SCHEDULES, default="cosine")

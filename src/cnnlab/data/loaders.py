@@ -42,6 +42,12 @@ def _stream(images: ImageSet, batches: list[torch.Tensor], workers: int):
     yield from loader
 
 
+def batches_per_epoch(images: int, batch_size: int) -> int:
+    """Full batches per epoch: the last partial batch is dropped, since a batch of one breaks
+    batch norm and equal batch sizes keep the step count a simple function of the data size."""
+    return max(1, images // min(batch_size, images))
+
+
 class TrainBatches:
     def __init__(self, images: ImageSet, batch_size: int, seed: int, device: torch.device,
                  augmenter: Augmenter, workers: int = 0):
@@ -57,9 +63,7 @@ class TrainBatches:
 
     @property
     def steps_per_epoch(self) -> int:
-        # The last partial batch is dropped: a batch of one breaks batch norm, and equal batch
-        # sizes keep the step count a simple function of the data size.
-        return max(1, len(self.source) // self.batch_size)
+        return batches_per_epoch(len(self.source), self.batch_size)
 
     def order(self, epoch: int) -> torch.Tensor:
         return torch.randperm(len(self.source), generator=generator(self.seed, "order", epoch))

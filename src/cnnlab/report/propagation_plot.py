@@ -8,7 +8,7 @@ from cnnlab.report.style import color, figure, save
 
 
 def plot_propagation(reports: list[dict], path: str | Path) -> Path:
-    fig, axes = figure(columns=2, width=5.5)
+    fig, axes = figure(columns=2, width=5.5, height=4.0 + 0.25 * len(reports))
     forward, backward = axes[0]
     for index, report in enumerate(reports):
         layers = [layer for layer in report["layers"] if layer["kind"] in ("conv", "linear")]
@@ -26,11 +26,13 @@ def plot_propagation(reports: list[dict], path: str | Path) -> Path:
                  xlabel="depth (weight layer)", ylabel="std of gradient", yscale="log")
     for axis in (forward, backward):
         axis.grid(True, which="both", alpha=0.3)
-    forward.legend(fontsize=8)
+    # One legend for both panels, below them, so it never hides a curve.
+    fig.legend(*forward.get_legend_handles_labels(), loc="outside lower center", fontsize=8,
+               ncols=1 if len(reports) > 3 else len(reports))
     save(fig, path)
     return Path(path)
 
 
 def _label(report: dict) -> str:
-    return (f"{report['name']}: {report['arch']}, {report['init']}, {report['activation']}, "
-            f"norm {report['norm']} ({report['verdict']})")
+    return (f"{report['name']} [{report['arch']}, {report['init']}, {report['activation']}, "
+            f"norm {report['norm']}]: {report['verdict']}")

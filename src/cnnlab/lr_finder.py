@@ -1,0 +1,213 @@
+"""The learning-rate range test (Smith 2017) and the suggestions read off its curve.
+
+The sweep raises the LR every optimizer step, exponentially (default) or linearly from `start` to
+`end`, and records the loss; it stops when the smoothed loss passes `stop_factor` times its best
+or turns non-finite. The model, optimizer, batch-norm statistics and RNG states are restored
+afterwards, and the sweep draws batches from its own seeded stream, so training resumes exactly
+where it was.
+
+Suggestions are pure functions of (lrs, losses) with one signature; each returns an LR or None
+when the curve does not support one.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab.seeding import derive_seed, rng_state, set_rng_state
+
+SMOOTHING = 0.98  # EMA factor of the loss, as in fastai and Smith's notebooks
+
+
+def smooth(losses: list[float], beta: float = SMOOTHING) -> list[float]:
+    """Exponential moving average with bias correction (the first values are not pulled to 0)."""
+    average, out = 0.0, []
+    for step, loss in enumerate(losses, start=1):
+        average = beta * average + (1 - beta) * loss
+        out.append(average / (1 - beta**step))
+    return out
+
+
+def _finite_prefix(lrs: list[float], losses: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    count = 0
+    for loss in losses:
+        if not math.isfinite(loss):
+            break
+        count += 1
+    return np.asarray(lrs[:count], dtype=float), np.asarray(losses[:count], dtype=float)
+
+
+def suggest_minimum(lrs: list[float], losses: list[float]) -> float | None:
+    """A tenth of the LR where the smoothed loss is lowest: the bottom itself is already too hot."""
+    lr, loss = _finite_prefix(lrs, losses)
+    if len(loss) < 5:
+        return None
+    return float(lr[int(np.argmin(smooth(list(loss))))] / 10.0)
+
+
+def suggest_steep(lrs: list[float], losses: list[float]) -> float | None:
+    """The LR where the smoothed loss falls fastest against log(LR), looking only between the
+    first tenth of the sweep (where the average is still settling) and the curve's bottom."""
+    lr, loss = _finite_prefix(lrs, losses)
+    if len(loss) < 5:
+        return None
+    curve = np.asarray(smooth(list(loss)))
+    slope = np.gradient(curve, np.log(lr))
+    first, bottom = max(1, len(curve) // 10), int(np.argmin(curve))
+    if bottom <= first:
+        return None
+    index = first + int(np.argmin(slope[first:bottom + 1]))
+    return float(lr[index]) if slope[index] < 0 else None
+
+
+def suggest_valley(lrs: list[float], losses: list[float]) -> float | None:
+    """Two thirds of the way down the longest stretch where the smoothed loss keeps falling:
+    far enough into the descent to be fast, before the bottom where it turns."""
+    lr, loss = _finite_prefix(lrs, losses)
+    if len(loss) < 5:
+        return None
+    curve = smooth(list(loss))
+    best_start = best_end = start = 0
+    for i in range(1, len(curve)):
+        if curve[i] >= curve[i - 1]:
+            start = i
+        elif i - start > best_end - best_start:
+            best_start, best_end = start, i
+    if best_end - best_start < 2:
+        return None
+    return float(lr[best_start + (2 * (best_end - best_start)) // 3])
+
+
+SUGGESTIONS: dict[str, Callable[[list[float], list[float]], float | None]] = {
+    "valley": suggest_valley,
+    "steep": suggest_steep,
+    "minimum": suggest_minimum,
+}
+
+
+def sweep_lrs(start: float, end: float, steps: int, mode: str) -> list[float]:
+    if mode == "linear":
+        return [start + (end - start) * i / max(steps - 1, 1) for i in range(steps)]
+    return [start * (end / start) ** (i / max(steps - 1, 1)) for i in range(steps)]
+
+
+def range_test(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batches: Iterator[tuple[torch.Tensor, torch.Tensor]],
+    lrs: list[float],
+    autocast: Callable = torch.autocast,
+    stop_factor: float = 4.0,
+    val_batches: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+    label_smoothing: float = 0.0,
+) -> dict:
+    """Run the sweep on `model` with `optimizer`, then put both back exactly as they were.
+
+    With `val_batches` the curve is the loss on those batches after each step (Smith's
+    validation mode); otherwise it is the training loss of each step.
+    """
+    saved_model = copy.deepcopy(model.state_dict())
+    saved_optimizer = copy.deepcopy(optimizer.state_dict())
+    saved_rng = rng_state()
+    was_training = model.training
+    losses: list[float] = []
+    best = math.inf
+    stopped = "completed"
+    try:
+        model.train()
+        for lr, (x, y) in zip(lrs, batches):
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group.get("lr_mult", 1.0)
+            with autocast():
+                loss = F.cross_entropy(model(x).float(), y, label_smoothing=label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            value = loss.item() if val_batches is None else _val_loss(model, val_batches,
+                                                                       autocast)
+            losses.append(value)
+            if not math.isfinite(value):
+                stopped = "non-finite loss"
+                break
+            smoothed = smooth(losses)[-1] if val_batches is None else value
+            best = min(best, smoothed)
+            if smoothed > stop_factor * best:
+                stopped = f"loss passed {stop_factor:g}x its best"
+                break
+    finally:
+        model.load_state_dict(saved_model)
+        optimizer.load_state_dict(saved_optimizer)
+        optimizer.zero_grad(set_to_none=True)
+        set_rng_state(saved_rng)
+        model.train(was_training)
+    used = lrs[:len(losses)]
+    return {"lrs": used, "losses": losses, "smoothed": smooth(losses), "stopped": stopped,
+            "suggestions": {name: fn(used, losses) for name, fn in SUGGESTIONS.items()}}
+
+
+@torch.no_grad()
+def _val_loss(model, val_batches, autocast) -> float:
+    model.eval()
+    total, count = 0.0, 0
+    for x, y in val_batches:
+        with autocast():
+            total += float(F.cross_entropy(model(x).float(), y, reduction="sum"))
+        count += y.shape[0]
+    model.train()
+    return total / max(count, 1)
+
+
+def lr_find(cfg, start: float = 1e-7, end: float = 10.0, steps: int = 100, mode: str = "exp",
+            stop_factor: float = 4.0, repeats: int = 1, validation: bool = False) -> dict:
+    """`cnnlab lr-find`: the range test on the configured model and data, `repeats` times with
+    different seeds; each suggestion is reported per repeat, with its median and IQR."""
+    from cnnlab.assemble import assemble
+    from cnnlab.components.optimizers import build_optimizer
+
+    lrs = sweep_lrs(start, end, steps, mode)
+    runs = []
+    for repeat in range(repeats):
+        seed = cfg.seed if repeat == 0 else derive_seed(cfg.seed, "lr-find-repeat", repeat)
+        assembly = assemble(cfg.model_copy(update={"seed": seed}))
+        optimizer = build_optimizer(assembly.cfg.optim, assembly.model, cfg.data.batch_size)
+        batches = _endless(assembly, seed)
+        val = list(assembly.eval_batches("val"))[:4] if validation else None
+        runs.append(range_test(assembly.model, optimizer, batches, lrs,
+                               assembly.runtime.autocast, stop_factor, val,
+                               cfg.train.label_smoothing))
+    result = dict(runs[0])
+    result.update({"mode": mode, "start": start, "end": end, "steps": steps,
+                   "curve": "validation loss" if validation else "training loss"})
+    if repeats > 1:
+        result["repeats"] = _spread(runs)
+    return result
+
+
+def _endless(assembly, seed: int):
+    """Training batches from the sweep's own order, epoch after epoch."""
+    batches = assembly.train_batches()
+    batches.seed = derive_seed(seed, "lr-find")
+    epoch = 0
+    while True:
+        yield from batches.epoch(epoch)
+        epoch += 1
+
+
+def _spread(runs: list[dict]) -> dict:
+    spread = {}
+    for name in SUGGESTIONS:
+        values = [r["suggestions"][name] for r in runs if r["suggestions"][name] is not None]
+        if not values:
+            spread[name] = {"values": [], "median": None, "iqr": None}
+            continue
+        q1, median, q3 = np.percentile(values, [25, 50, 75])
+        spread[name] = {"values": values, "median": float(median),
+                        "iqr": [float(q1), float(q3)]}
+    return {"count": len(runs), "suggestions": spread}
