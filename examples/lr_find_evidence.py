@@ -18,7 +18,6 @@ from pathlib import Path
 import cnnlab
 from cnnlab.lr_finder import lr_find
 
-GRID = [10 ** (-3.5 + 0.5 * i) for i in range(8)]  # 3.2e-4 .. 1.0
 
 
 def main() -> None:
@@ -26,6 +25,8 @@ def main() -> None:
     parser.add_argument("config")
     parser.add_argument("-o", "--override", action="append", default=[])
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--grid-low", type=float, default=-3.5,
+                        help="log10 of the grid's lowest LR; 8 points half a decade apart")
     parser.add_argument("--out", help="folder for run folders (default: a temporary one)")
     args = parser.parse_args()
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="lr-evidence-"))
@@ -34,8 +35,9 @@ def main() -> None:
     found = lr_find(cfg)
     valley = found["suggestions"]["valley"]
 
+    grid = [10 ** (args.grid_low + 0.5 * i) for i in range(8)]
     rows = []
-    for index, lr in enumerate(GRID):
+    for index, lr in enumerate(grid):
         run = cnnlab.load_config(args.config, overrides + [f"optim.lr={lr}"])
         summary = cnnlab.train(run, out=out / f"lr{index}", progress=False)
         rows.append((lr, summary.get("final_val_acc") or 0.0, summary.get("final_val_loss")))

@@ -241,6 +241,46 @@ def _lr_find(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("diagnose")
+def _diagnose(args: argparse.Namespace) -> int:
+    from cnnlab.diagnostics import diagnose
+
+    result = diagnose(args.run_dir)
+    if args.plot:
+        from cnnlab.report.diagnostics_plots import plot_diagnostics
+
+        result["plots"] = [str(p) for p in plot_diagnostics(args.run_dir, args.plot)]
+    if args.json:
+        _print_json(result)
+        return 0
+
+    def num(value, fmt=".3g"):
+        return "-" if value is None else format(value, fmt)
+
+    overhead = result["overhead"]
+    cost = (f"{overhead['fraction']:.1%} of step time" if overhead.get("fraction") is not None
+            else "not measured (too few steps)")
+    print(f"{result['run']}: {result['samples']} samples, every {result['every']} steps; "
+          f"diagnostics cost {cost}")
+    print(f"  {'layer':<28} {'kind':<10} {'std first':>10} {'std last':>10} {'dead max':>9} "
+          f"{'sat max':>8} {'|grad|':>9} {'upd ratio':>10}")
+    for layer in result["layers"]:
+        print(f"  {layer['name']:<28.28} {layer['kind']:<10} {num(layer['std_first']):>10} "
+              f"{num(layer['std_last']):>10} {num(layer.get('dead_max'), '.0%'):>9} "
+              f"{num(layer.get('saturated_max'), '.0%'):>8} "
+              f"{num(layer.get('grad_norm_last')):>9} {num(layer.get('update_ratio_median')):>10}")
+    if result["alarms"]:
+        print(f"alarms ({len(result['alarms'])}):")
+        for alarm in result["alarms"]:
+            print(f"  step {alarm['step']:>6}  {alarm['kind']:<12} {alarm['layer'] or 'model':<28} "
+                  f"{alarm['detail']}")
+    else:
+        print("alarms: none")
+    for path in result.get("plots", []):
+        print(f"plot: {path}")
+    return 0
+
+
 # -------------------------------------------------------------------------------------------
 
 
@@ -300,6 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--apply", metavar="OUT.yaml", help="write the config with the valley LR")
     p.add_argument("--json", action="store_true")
     p.add_argument("--plot", metavar="FILE.png")
+
+    p = sub.add_parser("diagnose", help="per-layer statistics and alarms recorded in training")
+    p.add_argument("run_dir")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--plot", metavar="DIR", help="write the diagnostic plots into DIR")
 
     p = sub.add_parser("list", help="list every name the config accepts")
     p.add_argument("kind", nargs="?", help="models, datasets, activations, norms, inits, "

@@ -21,6 +21,7 @@ from cnnlab.components.optimizers import OptimizerSpec
 from cnnlab.components.schedules import ScheduleSpec
 from cnnlab.data.sources import DATASETS
 from cnnlab.errors import ConfigError, UserError, did_you_mean
+from cnnlab.metrics import MetricName
 from cnnlab.models import ModelSpec
 from cnnlab.options import Options
 
@@ -85,9 +86,38 @@ class DataConfig(Options):
         return self
 
 
+class EmaConfig(Options):
+    decay: float = Field(0.999, ge=0.0, le=1.0)
+    warmup_steps: int = Field(0, ge=0, description="decay ramps up from 0 over these steps")
+    every: int = Field(1, ge=1, description="update every this many optimizer steps")
+
+
+class EarlyStoppingConfig(Options):
+    metric: MetricName = "val_loss"
+    mode: Literal["min", "max"] = "min"
+    patience: int = Field(5, ge=0, description="epochs without improvement before stopping")
+    min_delta: float = Field(0.0, ge=0.0)
+    restore_best: bool = True
+
+
 class TrainConfig(Options):
     epochs: int = Field(5, ge=1)
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    mixup: float = Field(0.0, ge=0.0, description="Beta alpha of mixup; 0 turns it off")
+    cutmix: float = Field(0.0, ge=0.0, description="Beta alpha of CutMix; 0 turns it off")
+    mix_prob: float = Field(1.0, ge=0.0, le=1.0, description="share of batches mixed")
+    mix_switch_prob: float = Field(0.5, ge=0.0, le=1.0,
+                                   description="CutMix instead of mixup when both are on")
+    ema: EmaConfig | None = None
+    early_stopping: EarlyStoppingConfig | None = None
+
+    @model_validator(mode="after")
+    def _ema_metric_needs_ema(self):
+        if self.early_stopping and self.early_stopping.metric.startswith("ema_") and not self.ema:
+            raise ValueError(f"train.early_stopping.metric {self.early_stopping.metric} watches "
+                             "the weight average, but train.ema is off; set train.ema (e.g. "
+                             "{decay: 0.999}) or watch val_loss")
+        return self
     grad_clip: float | None = Field(None, gt=0.0, description="max global gradient norm")
     accumulate: int = Field(1, ge=1, description="micro-batches per optimizer step")
     device: str = "auto"
@@ -108,6 +138,8 @@ class TrainConfig(Options):
 
 class DiagnosticsConfig(Options):
     every: int = Field(50, ge=0, description="optimizer steps between samples; 0 turns them off")
+    max_samples: int = Field(2000, ge=10, description="beyond this, keep every other sample")
+    explode_threshold: float = Field(1e3, gt=0.0, description="global gradient norm alarm")
 
 
 class Config(Options):
@@ -119,6 +151,14 @@ class Config(Options):
     schedule: ScheduleSpec = "cosine"
     train: TrainConfig = Field(default_factory=TrainConfig)
     diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
+
+    @model_validator(mode="after")
+    def _plateau_metric_exists(self):
+        metric = getattr(self.schedule, "metric", None)
+        if metric and metric.startswith("ema_") and not self.train.ema:
+            raise ValueError(f"schedule.metric {metric} watches the weight average, but "
+                             "train.ema is off; set train.ema or watch val_loss")
+        return self
 
 
 # -------------------------------------------------------------------------------------------
@@ -356,6 +396,6 @@ def describe_error(error: dict, raw: dict) -> str:
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
-        if message.startswith("data.") or message.startswith(where + " "):
-            return message
+        if re.match(r"[a-z_]+(\.[a-z_0-9]+)+[ :]", message):
+            return message  # the validator named the key itself
     return f"{where}: received {received!r}; {message[0].lower() + message[1:]}"

@@ -1,10 +1,10 @@
-"""The training loop: one function, `fit`, readable top to bottom.
+"""The training loop: `fit`, readable top to bottom, and the state it checkpoints.
 
 Every epoch trains on seeded batches, evaluates on the validation split, appends a line to
 metrics.jsonl and writes a checkpoint. A checkpoint holds everything the next step depends on
-(weights, optimizer and schedule state, position, RNG states, the epoch's data order and running
-sums), so a run killed at any moment and resumed ends with the same weights, bit for bit on CPU,
-as one never interrupted.
+(weights, optimizer, schedule and grad-scaler state, position, RNG states, the epoch's data order
+and running sums, the weight average and early-stopping state), so a run killed at any moment and
+resumed ends with the same weights, bit for bit on CPU, as one never interrupted.
 """
 
 from __future__ import annotations
@@ -13,26 +13,32 @@ import math
 import signal
 import threading
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-from cnnlab.assemble import Assembly, assemble
-from cnnlab.checkpoint import load_latest, save_checkpoint, save_weights
+from cnnlab.assemble import assemble
+from cnnlab.checkpoint import load_latest, load_weights, save_checkpoint, save_weights
 from cnnlab.components.optimizers import build_optimizer, momentum_key, set_hyperparameters
 from cnnlab.components.schedules import build_schedule, optimizer_steps_per_epoch
 from cnnlab.config import Config, dump_yaml, load_config
+from cnnlab.diagnostics import UPDATE_RATIO_MIN_LR_SHARE, Diagnostics
 from cnnlab.errors import Interrupted, NonFiniteLossError, UserError
-from cnnlab.evaluate import evaluate
+from cnnlab.evaluate import TOP5_MIN_CLASSES, evaluate
 from cnnlab.models import count_parameters
 from cnnlab.progress import Progress
+from cnnlab.regularization.early_stopping import EarlyStopping
+from cnnlab.regularization.ema import WeightEma
+from cnnlab.regularization.mixing import mix, mixed_correct, mixed_loss
 from cnnlab.rundir import RunDir, new_run_path
 from cnnlab.runtime import environment
-from cnnlab.seeding import rng_state, seed_everything, set_rng_state
+from cnnlab.seeding import generator, rng_state, seed_everything, set_rng_state
 
 CHECKPOINT_FORMAT = 1
+EARLY_STOPPING_WEIGHTS = "early_stopping_best.safetensors"
 
 
 @contextmanager
@@ -72,59 +78,67 @@ def resume(run_dir: str | Path, progress: bool = True) -> dict:
     run = RunDir.open(Path(run_dir))
     summary = run.read_summary()
     if summary and summary.get("status") == "completed":
-        summary = dict(summary)
-        summary["already_finished"] = True
-        return summary
-    cfg = load_config(run.config)
-    return fit(cfg, run, progress=progress, resuming=True)
+        return {**summary, "already_finished": True}
+    return fit(load_config(run.config), run, progress=progress, resuming=True)
 
 
-def _summary(cfg: Config, run: RunDir, assembly: Assembly, status: str, history: list[dict],
-             best: dict, global_step: int, seconds: float, extra: dict | None = None) -> dict:
-    last = history[-1] if history else {}
-    summary = {
-        "name": cfg.name,
-        "status": status,
-        "run_dir": str(run.path),
-        "seed": cfg.seed,
-        "dataset": cfg.data.dataset,
-        "arch": cfg.model.arch,
-        "epochs": cfg.train.epochs,
-        "epochs_completed": len(history),
-        "steps": global_step,
-        "parameters": count_parameters(assembly.model),
-        "num_classes": assembly.data.num_classes,
-        "best_val_acc": best.get("val_acc"),
-        "best_epoch": best.get("epoch"),
-        "seconds": seconds,
-    }
-    for key in ("val_acc", "val_loss", "val_top5", "train_loss", "train_acc"):
-        if key in last:
-            summary[f"final_{key}"] = last[key]
-    if history:
-        images = sum(h["images_per_s"] * h["train_seconds"] for h in history)
-        summary["images_per_s"] = images / max(sum(h["train_seconds"] for h in history), 1e-9)
-    summary.update(extra or {})
-    return summary
+def _zero_sums(device) -> dict:
+    return {"loss": torch.zeros((), dtype=torch.float64, device=device),
+            "correct": torch.zeros((), dtype=torch.float64, device=device),
+            "count": torch.zeros((), dtype=torch.long, device=device),
+            "seconds": torch.zeros((), dtype=torch.float64)}
+
+
+@dataclass
+class Position:
+    """Where training is, and what it has accumulated: the part of a checkpoint that is not a
+    component's own state."""
+
+    epoch: int = 0  # the epoch in progress (0-based)
+    micro: int = 0  # micro-batches of it already done
+    step: int = 0  # optimizer steps done in the whole run
+    history: list = field(default_factory=list)
+    best: dict = field(default_factory=dict)
+    elapsed: float = 0.0
+    sums: dict | None = None
+    order: torch.Tensor | None = None
+    stopped_early: int | None = None
 
 
 def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False) -> dict:
     assembly = assemble(cfg)
-    cfg = assembly.cfg
-    model, runtime = assembly.model, assembly.runtime
+    cfg, model, runtime = assembly.cfg, assembly.model, assembly.runtime
+    device, num_classes = runtime.device, assembly.data.num_classes
     batches = assembly.train_batches()
     accumulate = cfg.train.accumulate
     if batches.steps_per_epoch < accumulate:
         raise UserError(f"train.accumulate={accumulate} needs at least {accumulate} batches per "
                         f"epoch, but {len(assembly.data.train)} training images make "
                         f"{batches.steps_per_epoch}; lower train.accumulate or data.batch_size")
+    for key, metric in (("train.early_stopping.metric", getattr(cfg.train.early_stopping, "metric",
+                                                                 None)),
+                        ("schedule.metric", getattr(cfg.schedule, "metric", None))):
+        if metric and metric.endswith("top5") and num_classes < TOP5_MIN_CLASSES:
+            raise UserError(f"{key} is {metric}, but top-5 accuracy is measured only with "
+                            f"{TOP5_MIN_CLASSES} or more classes and this data has {num_classes}; "
+                            "watch val_acc or val_loss")
     steps_per_epoch = optimizer_steps_per_epoch(batches.steps_per_epoch, accumulate)
     micro_per_epoch = steps_per_epoch * accumulate
     optimizer = build_optimizer(cfg.optim, model, cfg.data.batch_size * accumulate)
     schedule = build_schedule(cfg, batches.steps_per_epoch)
     momentum_name = momentum_key(cfg.optim)
-    device = runtime.device
-    num_classes = assembly.data.num_classes
+    peak_lr = max(schedule.lr(t) for t in range(0, schedule.ctx.total_steps,
+                                                max(1, schedule.ctx.total_steps // 1000)))
+    scaler = torch.amp.GradScaler(device.type) if runtime.amp == "fp16" else None
+    ema = (WeightEma(model, cfg.train.ema.decay, cfg.train.ema.warmup_steps, cfg.train.ema.every)
+           if cfg.train.ema else None)
+    diagnostics = (Diagnostics(model, cfg.diagnostics.every, cfg.diagnostics.max_samples,
+                               cfg.diagnostics.explode_threshold)
+                   if cfg.diagnostics.every > 0 else None)
+    stopper = (EarlyStopping(cfg.train.early_stopping.metric, cfg.train.early_stopping.mode,
+                             cfg.train.early_stopping.patience,
+                             cfg.train.early_stopping.min_delta)
+               if cfg.train.early_stopping else None)
 
     # Start fresh, or from the newest readable checkpoint.
     state, state_path = load_latest(run.checkpoints) if resuming else (None, None)
@@ -135,176 +149,281 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
+        for component, key in ((scaler, "scaler"), (ema, "ema"), (stopper, "early_stopping")):
+            if component is not None:
+                component.load_state_dict(state[key])
+        if diagnostics is not None:
+            diagnostics.load_state_dict(state["diagnostics"], run.path)
         set_rng_state(state["rng"])
-        epoch, micro_start, global_step = state["epoch"], state["micro_step"], state["global_step"]
-        history, best, elapsed = list(state["history"]), dict(state["best"]), state["elapsed"]
-        sums = {k: v.to(device) for k, v in state["sums"].items()}
-        order = state["order"]
-        run.write_metrics(history)
+        pos = Position(**state["position"])
+        pos.sums = {k: v.to(device) if k != "seconds" else v for k, v in pos.sums.items()}
+        run.write_metrics(pos.history)
     else:
         seed_everything(cfg.seed)
         run.write_config(dump_yaml(cfg))
         run.write_metrics([])
-        epoch, micro_start, global_step = 0, 0, 0
-        history, best, elapsed = [], {}, 0.0
-        sums, order = None, None
+        pos = Position()
     run.write_environment(environment(runtime))
 
     shown = Progress(cfg.train.epochs, steps_per_epoch, enabled=progress)
-    if state is not None:
-        shown.write(f"resuming {run.path} at epoch {epoch + 1}, step {global_step} "
-                    f"(from {state_path.name})")
-    else:
-        shown.write(f"run folder: {run.path}")
-    started = time.perf_counter() - elapsed
+    shown.write(f"resuming {run.path} at epoch {pos.epoch + 1}, step {pos.step} (from "
+                f"{state_path.name})" if state is not None else f"run folder: {run.path}")
+    started = time.perf_counter() - pos.elapsed
 
-    def checkpoint(epoch_index: int, micro_step: int, epoch_sums, epoch_order) -> None:
+    def checkpoint() -> None:
+        pos.elapsed = time.perf_counter() - started
+        if diagnostics is not None:
+            diagnostics.save(run.path)  # first, so the checkpoint never counts unsaved samples
+        position = {**pos.__dict__, "sums": {k: v.detach().cpu() for k, v in pos.sums.items()}}
         save_checkpoint({
             "format": CHECKPOINT_FORMAT,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "schedule": schedule.state_dict(),
-            "epoch": epoch_index,
-            "micro_step": micro_step,
-            "global_step": global_step,
-            "sums": {k: v.detach().cpu() for k, v in epoch_sums.items()},
-            "order": epoch_order,
-            "history": history,
-            "best": best,
+            "scaler": scaler.state_dict() if scaler else None,
+            "ema": ema.state_dict() if ema else None,
+            "early_stopping": stopper.state_dict() if stopper else None,
+            "diagnostics": diagnostics.state_dict() if diagnostics else None,
+            "position": position,
             "rng": rng_state(),
-            "elapsed": time.perf_counter() - started,
         }, run.checkpoints)
 
     def status(name: str, extra: dict | None = None) -> dict:
-        summary = _summary(cfg, run, assembly, name, history, best, global_step,
-                           time.perf_counter() - started, extra)
+        summary = _summary(cfg, run, assembly, name, pos, time.perf_counter() - started, extra)
         run.write_summary(summary)
         return summary
 
-    status("running")
     pending_losses: list[tuple[int, torch.Tensor]] = []
+    last_batch: list = []
+
+    def loss_of(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), labels, label_smoothing=cfg.train.label_smoothing)
 
     def check_losses() -> None:
         """Read back the losses since the last check; stop at the first non-finite one."""
         if not pending_losses:
             return
         values = torch.stack([loss for _, loss in pending_losses]).tolist()
-        for (step, _), value in zip(pending_losses, values):
-            if not math.isfinite(value):
-                pending_losses.clear()
-                last_good = run.checkpoints / "last.pt"
-                where = (f"the last good checkpoint is {last_good}" if last_good.exists()
-                         else "no checkpoint was written before it")
-                status("diverged", {"diverged_step": step, "diverged_epoch": epoch + 1})
-                raise NonFiniteLossError(
-                    f"loss became {value} at step {step} (epoch {epoch + 1}); training stopped "
-                    f"and {where}; lower optim.lr, add a warmup or set train.grad_clip",
-                    step, epoch + 1)
+        bad = next(((step, v) for (step, _), v in zip(pending_losses, values)
+                    if not math.isfinite(v)), None)
         pending_losses.clear()
+        if bad is None:
+            return
+        step, value = bad
+        if diagnostics is not None and last_batch:
+            diagnostics.probe_non_finite(model, *last_batch, step, loss_of)
+            diagnostics.save(run.path)
+        last_good = run.checkpoints / "last.pt"
+        where = (f"the last good checkpoint is {last_good}" if last_good.exists()
+                 else "no checkpoint was written before it")
+        status("diverged", {"diverged_step": step, "diverged_epoch": pos.epoch + 1})
+        raise NonFiniteLossError(
+            f"loss became {value} at step {step} (epoch {pos.epoch + 1}); training stopped and "
+            f"{where}; lower optim.lr, add a warmup or set train.grad_clip", step, pos.epoch + 1)
 
+    status("running")
     with stop_requests() as stop:
-        while epoch < cfg.train.epochs:
-            if order is None:
-                order = batches.order(epoch)
-            if sums is None:
-                sums = _zero_sums(device)
+        while pos.epoch < cfg.train.epochs and pos.stopped_early is None:
+            if pos.order is None:
+                pos.order = batches.order(pos.epoch)
+            if pos.sums is None:
+                pos.sums = _zero_sums(device)
+            sums = pos.sums
             model.train()
             epoch_started = time.perf_counter()
             trained_before = int(sums["count"])
-            micro = micro_start
-            for x, y in batches.epoch(epoch, micro_start, order=order):
-                if micro >= micro_per_epoch:
+            for x, y in batches.epoch(pos.epoch, pos.micro, order=pos.order):
+                if pos.micro >= micro_per_epoch:
                     break
-                with runtime.autocast():
-                    logits = model(x)
-                    loss = F.cross_entropy(logits.float(), y,
-                                           label_smoothing=cfg.train.label_smoothing)
-                (loss / accumulate).backward()
-                micro += 1
+                if pos.micro % accumulate == 0:
+                    step_started = time.perf_counter()
+                # Diagnostics sample the micro-batch that completes a sampled optimizer step.
+                sampled = (diagnostics is not None and diagnostics.want(pos.step)
+                           and (pos.micro + 1) % accumulate == 0)
+                mixed = mix(x, y, cfg.train, generator(cfg.seed, "mix", pos.epoch, pos.micro))
+                inputs = mixed.images if mixed else x
+                last_batch[:] = [inputs, y]
+                with diagnostics.capture() if sampled else nullcontext(), runtime.autocast():
+                    logits = model(inputs).float()
+                    loss = (mixed_loss(logits, mixed, cfg.train.label_smoothing) if mixed
+                            else loss_of(logits, y))
+                scaled = loss / accumulate
+                (scaler.scale(scaled) if scaler else scaled).backward()
+                pos.micro += 1
                 with torch.no_grad():
                     sums["loss"] += loss.detach().double() * y.shape[0]
-                    sums["correct"] += (logits.argmax(1) == y).sum()
+                    sums["correct"] += (mixed_correct(logits, mixed) if mixed
+                                        else (logits.argmax(1) == y).sum()).double()
                     sums["count"] += y.shape[0]
-                pending_losses.append((global_step, loss.detach()))
-                if micro % accumulate:
+                pending_losses.append((pos.step, loss.detach()))
+                if pos.micro % accumulate:
                     continue
 
-                lr = schedule.lr(global_step)
-                set_hyperparameters(optimizer, lr, schedule.momentum(global_step), momentum_name)
+                lr = schedule.lr(pos.step)
+                set_hyperparameters(optimizer, lr, schedule.momentum(pos.step), momentum_name)
+                if scaler:
+                    scaler.unscale_(optimizer)
+                if sampled:
+                    diagnostics.before_update(model)  # gradient norms before clipping
                 if cfg.train.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-                optimizer.step()
+                if scaler:
+                    scale = scaler.get_scale()
+                    scaler.step(optimizer)
+                    scaler.update()
+                    # A step the scaler skipped (inf/NaN gradients) does not advance the schedule.
+                    stepped = scaler.get_scale() >= scale
+                else:
+                    optimizer.step()
+                    stepped = True
                 optimizer.zero_grad(set_to_none=True)
-                global_step += 1
+                if stepped:
+                    pos.step += 1
+                    if ema:
+                        ema.update(model, pos.step)
+                if diagnostics is not None:
+                    if sampled:
+                        steady = (pos.step > schedule.warmup
+                                  and lr >= UPDATE_RATIO_MIN_LR_SHARE * peak_lr)
+                        for alarm in diagnostics.after_update(pos.step - 1, lr, steady):
+                            shown.write(f"alarm: {alarm['kind']} at {alarm['layer'] or 'model'} "
+                                        f"(step {alarm['step']}): {alarm['detail']}")
+                    if device.type == "cuda" and (sampled or diagnostics.want(pos.step)):
+                        torch.cuda.synchronize()  # honest times around sampled steps only
+                    if pos.step > 2:  # the first steps pay one-off kernel set-up
+                        diagnostics.time_step(sampled, time.perf_counter() - step_started)
 
-                step_in_epoch = micro // accumulate
-                if step_in_epoch % cfg.train.log_every == 0 or micro == micro_per_epoch:
+                step_in_epoch = pos.micro // accumulate
+                if step_in_epoch % cfg.train.log_every == 0 or pos.micro == micro_per_epoch:
                     check_losses()
                     seen = int(sums["count"])
                     rate = (seen - trained_before) / max(time.perf_counter() - epoch_started, 1e-9)
-                    shown.step(epoch + 1, step_in_epoch, float(sums["loss"]) / max(seen, 1),
-                               int(sums["correct"]) / max(seen, 1), lr, rate)
+                    shown.step(pos.epoch + 1, step_in_epoch, float(sums["loss"]) / max(seen, 1),
+                               float(sums["correct"]) / max(seen, 1), lr, rate)
                 stop_now = stop["signal"] is not None
                 every = cfg.train.checkpoint_every
-                if (every and global_step % every == 0 and micro < micro_per_epoch) or stop_now:
+                if stop_now or (every and pos.step % every == 0 and pos.micro < micro_per_epoch):
                     check_losses()
                     sums["seconds"] += time.perf_counter() - epoch_started
                     epoch_started = time.perf_counter()
                     trained_before = int(sums["count"])
-                    checkpoint(epoch, micro, sums, order)
+                    checkpoint()
                 if stop_now:
                     shown.close()
                     status("interrupted")
                     raise Interrupted(
-                        f"stopped at step {global_step} (epoch {epoch + 1}); a checkpoint was "
+                        f"stopped at step {pos.step} (epoch {pos.epoch + 1}); a checkpoint was "
                         f"written: continue with `cnnlab train --resume {run.path}`")
             check_losses()
 
-            train_seconds = float(sums["seconds"]) + time.perf_counter() - epoch_started
-            trained = int(sums["count"])
-            val = evaluate(model, assembly.eval_batches("val"), runtime, num_classes)
-            record = {
-                "epoch": epoch + 1,
-                "step": global_step,
-                "train_loss": float(sums["loss"]) / max(trained, 1),
-                "train_acc": int(sums["correct"]) / max(trained, 1),
-                "val_loss": val["loss"],
-                "val_acc": val["acc"],
-            }
-            if "top5" in val:
-                record["val_top5"] = val["top5"]
-            record.update({
-                "lr": schedule.lr(max(global_step - 1, 0)),
-                "images_per_s": trained / max(train_seconds, 1e-9),
-                "train_seconds": train_seconds,
-                "seconds": time.perf_counter() - started,
-            })
-            history.append(record)
-            if not best or record["val_acc"] > best["val_acc"]:
-                best = {"val_acc": record["val_acc"], "epoch": epoch + 1}
+            record = _epoch_record(assembly, model, ema, schedule, pos, sums,
+                                   float(sums["seconds"]) + time.perf_counter() - epoch_started,
+                                   time.perf_counter() - started)
+            pos.history.append(record)
+            if not pos.best or record["val_acc"] > pos.best["val_acc"]:
+                pos.best = {"val_acc": record["val_acc"], "epoch": pos.epoch + 1}
                 run.checkpoints.mkdir(parents=True, exist_ok=True)
                 save_weights(model, run.best_weights, {"weights": "best",
-                                                       "epoch": str(epoch + 1)})
+                                                       "epoch": str(pos.epoch + 1)})
+            if stopper is not None:
+                improved, stop_training = stopper.observe(pos.epoch + 1, record)
+                if improved and cfg.train.early_stopping.restore_best:
+                    # Keep the weights of the model the metric measured: ema_* is the average.
+                    watched = ema.model if stopper.metric.startswith("ema_") else model
+                    save_weights(watched, run.checkpoints / EARLY_STOPPING_WEIGHTS,
+                                 {"weights": "early stopping best", "epoch": str(pos.epoch + 1)})
+                if stop_training:
+                    pos.stopped_early = pos.epoch + 1
             schedule.observe(record)
             run.append_metrics(record)
             shown.epoch(record)
+            if pos.stopped_early:
+                waited = f"{stopper.waited} epoch{'s' if stopper.waited != 1 else ''}"
+                shown.write(f"early stopping: {stopper.metric} has not improved for {waited} "
+                            f"(best {stopper.best:.4g} at epoch {stopper.best_epoch})")
 
-            epoch, micro_start, sums, order = epoch + 1, 0, None, None
-            checkpoint(epoch, 0, _zero_sums("cpu"), None)
+            pos.epoch, pos.micro, pos.sums, pos.order = pos.epoch + 1, 0, _zero_sums("cpu"), None
+            checkpoint()
+            pos.sums = None
             status("running")
 
-    extra = {}
+    # The final weights are the average when there is one, unless early stopping restores the
+    # best epoch of the model its metric watched.
+    final = ema.model if ema else model
+    extra = {"weights": "ema" if ema else "raw"}
+    if stopper is not None:
+        extra.update({"stopped_early": pos.stopped_early, "early_stopping_best_epoch":
+                      stopper.best_epoch, "early_stopping_best": stopper.best})
+        if cfg.train.early_stopping.restore_best and stopper.best_epoch is not None:
+            final = ema.model if stopper.metric.startswith("ema_") else model
+            load_weights(final, run.checkpoints / EARLY_STOPPING_WEIGHTS)
+            extra.update({"restored_epoch": stopper.best_epoch,
+                          "weights": "ema" if final is not model else "raw"})
+    if diagnostics is not None:
+        diagnostics.save(run.path)
+        extra["diagnostics"] = {"alarms": len(diagnostics.alarms),
+                                "overhead": diagnostics.overhead()}
     if not assembly.data.val_is_test:
-        test = evaluate(model, assembly.eval_batches("test"), runtime, num_classes)
-        extra = {f"test_{k}": v for k, v in test.items()}
-    save_weights(model, run.final_weights, {"weights": "final", "epoch": str(epoch)})
+        test = evaluate(final, assembly.eval_batches("test"), runtime, num_classes)
+        extra.update({f"test_{k}": v for k, v in test.items()})
+    if ema:
+        save_weights(model, run.path / "model_raw.safetensors",
+                     {"weights": "final", "average": "none", "epoch": str(pos.epoch)})
+    save_weights(final, run.final_weights,
+                 {"weights": "final", "average": extra["weights"],
+                  "epoch": str(extra.get("restored_epoch", pos.epoch))})
     summary = status("completed", extra)
     shown.close()
     return summary
 
 
-def _zero_sums(device: torch.device) -> dict:
-    return {"loss": torch.zeros((), dtype=torch.float64, device=device),
-            "correct": torch.zeros((), dtype=torch.long, device=device),
-            "count": torch.zeros((), dtype=torch.long, device=device),
-            "seconds": torch.zeros((), dtype=torch.float64)}
+def _epoch_record(assembly, model, ema, schedule, pos: Position, sums: dict,
+                  train_seconds: float, seconds: float) -> dict:
+    """The metrics.jsonl line of the epoch that just ended."""
+    runtime, num_classes = assembly.runtime, assembly.data.num_classes
+    trained = int(sums["count"])
+    val = evaluate(model, assembly.eval_batches("val"), runtime, num_classes)
+    record = {"epoch": pos.epoch + 1, "step": pos.step,
+              "train_loss": float(sums["loss"]) / max(trained, 1),
+              "train_acc": float(sums["correct"]) / max(trained, 1),
+              "val_loss": val["loss"], "val_acc": val["acc"]}
+    if "top5" in val:
+        record["val_top5"] = val["top5"]
+    if ema is not None:
+        averaged = evaluate(ema.model, assembly.eval_batches("val"), runtime, num_classes)
+        record.update({f"ema_val_{k}": v for k, v in averaged.items()})
+    record.update({"lr": schedule.lr(max(pos.step - 1, 0)),
+                   "images_per_s": trained / max(train_seconds, 1e-9),
+                   "train_seconds": train_seconds, "seconds": seconds})
+    return record
+
+
+def _summary(cfg: Config, run: RunDir, assembly, status: str, pos: Position, seconds: float,
+             extra: dict | None = None) -> dict:
+    last = pos.history[-1] if pos.history else {}
+    summary = {
+        "name": cfg.name,
+        "status": status,
+        "run_dir": str(run.path),
+        "seed": cfg.seed,
+        "dataset": cfg.data.dataset,
+        "arch": cfg.model.arch,
+        "epochs": cfg.train.epochs,
+        "epochs_completed": len(pos.history),
+        "steps": pos.step,
+        "parameters": count_parameters(assembly.model),
+        "num_classes": assembly.data.num_classes,
+        "best_val_acc": pos.best.get("val_acc"),
+        "best_epoch": pos.best.get("epoch"),
+        "seconds": seconds,
+    }
+    for key in ("val_acc", "val_loss", "val_top5", "train_loss", "train_acc", "ema_val_acc",
+                "ema_val_loss"):
+        if key in last:
+            summary[f"final_{key}"] = last[key]
+    if pos.history:
+        images = sum(h["images_per_s"] * h["train_seconds"] for h in pos.history)
+        summary["images_per_s"] = images / max(sum(h["train_seconds"] for h in pos.history),
+                                               1e-9)
+    summary.update(extra or {})
+    return summary

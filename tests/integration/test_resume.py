@@ -17,16 +17,24 @@ from tests.conftest import cli, write_config
 
 def slow_config(tmp_path: Path, tiny: dict) -> Path:
     # Big enough to be killed mid-epoch; checkpoints every few steps as well as at epoch ends.
+    # Every stateful or random piece is on: augmentation, dropout, mixing, the weight average
+    # and early stopping (with a patience it never reaches), so resume must restore them all.
     tiny["data"]["synthetic"].update(train_size=1600, noise=0.5)
     tiny["data"]["augment"] = {"crop_padding": 2, "flip": True, "cutout": 3}
-    tiny["model"]["dropout"] = 0.2
-    tiny["train"].update(epochs=3, checkpoint_every=9)
+    tiny["model"].update(dropout=0.2, dropout2d=0.1)
+    tiny["train"].update(epochs=3, checkpoint_every=9, mixup=0.2, cutmix=1.0,
+                         ema={"decay": 0.9, "warmup_steps": 5},
+                         early_stopping={"metric": "val_acc", "mode": "max", "patience": 10})
     tiny["schedule"] = {"name": "cosine", "warmup": {"epochs": 1}}
+    tiny["diagnostics"] = {"every": 3}
     return write_config(tmp_path / "slow.yaml", tiny)
 
 
 def weights(run: Path) -> dict:
-    return load_file(str(run / "model.safetensors"))
+    # The final (averaged) weights and the raw ones: both must match.
+    averaged = load_file(str(run / "model.safetensors"))
+    raw = load_file(str(run / "model_raw.safetensors"))
+    return {**{f"ema.{k}": v for k, v in averaged.items()}, **raw}
 
 
 def same_weights(a: dict, b: dict) -> bool:
@@ -83,6 +91,9 @@ def test_sigkill_then_resume_gives_bit_identical_weights(tmp_path, reference, mo
     assert summary["best_val_acc"] == expected_summary["best_val_acc"]
     metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [1, 2, 3]  # no duplicated or missing epochs
+    # Diagnostics samples resume too: the same sampled steps, none twice.
+    steps = json.loads(cli("diagnose", str(out), "--json", check=True).stdout)["steps"]
+    assert steps == list(range(0, expected_summary["steps"], 3))
 
 
 def test_sigint_checkpoints_and_resume_finishes_identically(tmp_path, reference):

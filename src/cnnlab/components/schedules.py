@@ -18,6 +18,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from cnnlab.metrics import MetricName
 from cnnlab.options import Options, tagged_union
 from cnnlab.registry import Registry
 
@@ -101,7 +102,7 @@ class CyclicOptions(ScheduleBase):
 
 
 class PlateauOptions(ScheduleBase):
-    metric: str = "val_loss"
+    metric: MetricName = "val_loss"
     mode: Literal["min", "max"] = "min"
     factor: float = Field(0.1, gt=0.0, lt=1.0)
     patience: int = Field(10, ge=0)

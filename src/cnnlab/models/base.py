@@ -32,6 +32,11 @@ class ModelBase(Options):
     norm_position: Literal["before_activation", "after_activation"] = "before_activation"
     init: InitConfig = Field(default_factory=InitConfig)
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the classifier")
+    dropout2d: float = Field(0.0, ge=0.0, lt=1.0,
+                             description="spatial dropout of whole channels in conv blocks")
+    drop_path: float = Field(0.0, ge=0.0, lt=1.0,
+                             description="stochastic depth of residual branches (last block's "
+                             "rate; earlier blocks scale linearly)")
     in_channels: int | None = Field(None, ge=1, description="default: the data's channels")
     num_classes: int | None = Field(None, ge=2, description="default: the data's classes")
 
@@ -50,6 +55,9 @@ class BuildContext:
 
     def norm(self, channels: int) -> nn.Module:
         return build_norm(self.spec.norm, channels)
+
+    def spatial_dropout(self) -> nn.Module:
+        return nn.Dropout2d(self.spec.dropout2d) if self.spec.dropout2d > 0 else nn.Identity()
 
     @property
     def has_norm(self) -> bool:
@@ -72,13 +80,13 @@ class ConvNormAct(nn.Module):
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, bias=bias)
         self.norm = ctx.norm(out_channels)
         self.act = ctx.act(out_channels) if activation else nn.Identity()
+        self.dropout = ctx.spatial_dropout() if activation else nn.Identity()
         self.norm_first = ctx.norm_first
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv(x)
-        if self.norm_first:
-            return self.act(self.norm(x))
-        return self.norm(self.act(x))
+        x = self.act(self.norm(x)) if self.norm_first else self.norm(self.act(x))
+        return self.dropout(x)
 
 
 def pool_or_identity(kind: str, size: tuple[int, int]) -> tuple[nn.Module, tuple[int, int]]:

@@ -33,6 +33,7 @@ class ConvGroup(nn.Module):
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=not ctx.has_norm)
         self.norm2 = ctx.norm(out_channels)
         self.act2 = ctx.act(out_channels)
+        self.dropout = ctx.spatial_dropout()
         self.norm_first = ctx.norm_first
 
     def _norm_act(self, x, norm, act):
@@ -40,7 +41,7 @@ class ConvGroup(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self._norm_act(self.pool(self.conv1(x)), self.norm1, self.act1)
-        return self._norm_act(self.conv2(x), self.norm2, self.act2)
+        return self.dropout(self._norm_act(self.conv2(x), self.norm2, self.act2))
 
 
 class Fastnet(Network):

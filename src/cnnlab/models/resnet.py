@@ -16,11 +16,23 @@ from torch import nn
 from cnnlab.models.base import MODELS, BuildContext, ConvNormAct, Head, ModelBase, Network
 
 
+def drop_path(branch: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
+    """Stochastic depth (Huang et al. 2016): drop the whole branch for a random subset of the
+    batch and scale the survivors by 1/(1-rate), so the expected output is unchanged."""
+    if rate <= 0.0 or not training:
+        return branch
+    keep = torch.rand((branch.shape[0],) + (1,) * (branch.dim() - 1), device=branch.device) \
+        >= rate
+    return branch * keep.to(branch.dtype) / (1.0 - rate)
+
+
 class BasicBlock(nn.Module):
     """conv-norm-act, conv-norm, plus the shortcut, then the activation."""
 
-    def __init__(self, ctx: BuildContext, in_channels: int, out_channels: int, stride: int):
+    def __init__(self, ctx: BuildContext, in_channels: int, out_channels: int, stride: int,
+                 drop_rate: float = 0.0):
         super().__init__()
+        self.drop_rate = drop_rate
         self.first = ConvNormAct(ctx, in_channels, out_channels, 3, stride)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=not ctx.has_norm)
         self.norm2 = ctx.norm(out_channels)
@@ -34,6 +46,7 @@ class BasicBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branch = self.norm2(self.conv2(self.first(x)))
+        branch = drop_path(branch, self.drop_rate, self.training)
         return self.act(branch + self.shortcut(x))
 
     # What zero-init residual and Fixup need to know about the branch.
@@ -52,13 +65,17 @@ class ResNet(Network):
         super().__init__()
         self.stem = stem
         stages, channels = [], width
+        total, done = sum(blocks), 0
         for index, (count, mult) in enumerate(zip(blocks, multipliers)):
             out = width * mult
             layers = []
             for block in range(count):
                 stride = 2 if block == 0 and index > 0 else 1
-                layers.append(BasicBlock(ctx, channels, out, stride))
+                # Deeper blocks are dropped more often, up to model.drop_path for the last.
+                rate = ctx.spec.drop_path * done / max(total - 1, 1)
+                layers.append(BasicBlock(ctx, channels, out, stride, rate))
                 channels = out
+                done += 1
             stages.append(nn.Sequential(*layers))
         # Stages are top-level attributes so rules can say `layer3.*.conv2`.
         self.stage_names = []

@@ -1,0 +1,423 @@
+"""What happens inside the network while it trains, sampled every `diagnostics.every` steps.
+
+On a sampled step, forward hooks on every conv, linear, norm and activation layer reduce its
+output on the device (mean, std, max |x|, a histogram, and for activations the fraction of dead
+units and saturated inputs by the activation's own definition); after the backward pass and the
+optimizer update come the weight norm, weight-gradient norm and update-to-weight ratio of every
+conv and linear layer and the global gradient norm before clipping. All of it is copied to the
+host once per sample. Hooks live only inside `capture()`, which removes them on every exit path.
+
+Histograms cover a signed range per layer that adapts to the data: a power of two at least as
+wide as the largest |x| seen, doubling when a sample outgrows it. Samples of a layer therefore
+share one nested grid, and the plot maps each onto the widest one.
+
+Alarms are judged on the host after each sample and stored with their step and layer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from cnnlab.components.activations import Activation
+from cnnlab.components.init import WEIGHT_TYPES
+from cnnlab.components.norms import is_norm
+
+BINS = 64
+FILE = "diagnostics.npz"
+PER_LAYER = ("mean", "std", "peak", "finite", "saturated", "dead")  # every hooked layer
+PER_WEIGHT = ("weight_norm", "grad_norm", "update_ratio")  # conv and linear layers
+ALARMS = "diagnostics.json"
+
+# Alarm thresholds; see the module docstring of each check in `Diagnostics._judge`.
+VANISHING_RATIO = 1e-3
+VANISHING_SAMPLES = 3
+EXPLODING_GROWTH = 10.0
+DEAD_LIMIT = 0.5
+SATURATED_LIMIT = 0.5
+UPDATE_RATIO_LOW, UPDATE_RATIO_HIGH = 1e-5, 1e-1
+# Update ratios are judged after warmup and while the LR is at least this share of its peak: in a
+# warmup or at the end of a cosine schedule, small updates are intended.
+UPDATE_RATIO_MIN_LR_SHARE = 0.1
+
+
+def layer_kind(module: nn.Module) -> str | None:
+    if isinstance(module, Activation):
+        return "activation"
+    if is_norm(module):
+        return "norm"
+    if isinstance(module, nn.Linear):
+        return "linear"
+    if isinstance(module, WEIGHT_TYPES):
+        return "conv"
+    return None
+
+
+@dataclass
+class Layer:
+    name: str
+    kind: str
+    module: nn.Module
+
+
+class Diagnostics:
+    def __init__(self, model: nn.Module, every: int, max_samples: int = 2000,
+                 explode_threshold: float = 1e3):
+        self.every = every
+        self.max_samples = max_samples
+        self.explode_threshold = explode_threshold
+        self.layers = [Layer(n, k, m) for n, m in model.named_modules()
+                       if (k := layer_kind(m)) is not None]
+        self.weighted = [i for i, layer in enumerate(self.layers) if layer.kind in ("conv",
+                                                                                   "linear")]
+        self.ranges = [0.0] * len(self.layers)  # histogram half-range per layer (0: unknown)
+        self.records: list[dict] = []
+        self.alarms: list[dict] = []
+        self.step_times = {"sampled": [0.0, 0], "plain": [0.0, 0]}
+        self._open: dict[str, tuple[int, int]] = {}  # alarm key -> (start step, count)
+        self._vanishing_streak = 0
+        self._previous_grad_norm: float | None = None
+        self._pending: dict | None = None
+
+    # --------------------------------------------------------------------------- sampling
+
+    def want(self, step: int) -> bool:
+        return self.every > 0 and step % self.every == 0
+
+    @contextmanager
+    def capture(self):
+        """Forward hooks for one sampled step; always removed, errors included."""
+        outputs: list[dict | None] = [None] * len(self.layers)
+        handles = []
+        for index, layer in enumerate(self.layers):
+            handles.append(layer.module.register_forward_hook(self._hook(index, outputs)))
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+        self._pending = {"outputs": outputs}
+
+    def _hook(self, index: int, outputs: list):
+        layer = self.layers[index]
+
+        @torch.no_grad()
+        def hook(module, inputs, output):
+            if outputs[index] is not None or not torch.is_tensor(output):
+                return  # a module called twice in one pass: keep its first call
+            x = output.detach().float()
+            peak = x.abs().max()
+            if self.ranges[index] == 0.0:
+                # The first sample of a layer needs its range before binning: one sync, once.
+                self.ranges[index] = 2.0 ** math.ceil(math.log2(max(float(peak), 1e-12)))
+            bound = self.ranges[index]
+            stats = {"mean": x.mean(), "std": x.std(), "peak": peak,
+                     "finite": torch.isfinite(x).all(),
+                     "hist": torch.histc(x.nan_to_num(), BINS, -bound, bound)}
+            if layer.kind == "activation":
+                pre = inputs[0].detach()
+                stats["saturated"] = module.saturated(pre).float().mean()
+                units = pre.transpose(0, 1).reshape(pre.shape[1], -1) if pre.dim() > 1 \
+                    else pre[None]
+                stats["dead"] = module.off(units).all(dim=1).float().mean()
+            outputs[index] = stats
+
+        return hook
+
+    def before_update(self, model: nn.Module) -> None:
+        """After backward, before clipping and the optimizer: gradient and weight norms."""
+        if self._pending is None:
+            return
+        weights, grads, previous = [], [], []
+        for index in self.weighted:
+            module = self.layers[index].module
+            weights.append(module.weight.detach().float().norm())
+            grad = module.weight.grad
+            grads.append(grad.detach().float().norm() if grad is not None
+                         else torch.zeros((), device=module.weight.device))
+            previous.append(module.weight.detach().clone())
+        self._pending.update(weights=weights, grads=grads, previous=previous)
+
+    def after_update(self, step: int, lr: float, judge_updates: bool) -> list[dict]:
+        """After the optimizer step: update ratios, one copy to the host, alarms. Returns the
+        alarms raised at this sample."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return []
+        updates = [(self.layers[i].module.weight.detach().float() - before.float()).norm()
+                   for i, before in zip(self.weighted, pending["previous"])]
+        outputs = pending["outputs"]
+        device = updates[0].device if updates else torch.device("cpu")
+        missing = torch.full((), float("nan"), device=device)
+        empty_hist = torch.zeros(BINS, device=device)
+        # Everything in one tensor, so the host copy is a single transfer (one sync per sample).
+        pieces = [torch.stack([(stats.get(name) if stats and name in stats else missing).float()
+                               for stats in outputs for name in PER_LAYER])]
+        pieces += [torch.stack(pending["weights"] + pending["grads"] + updates)] \
+            if updates else []
+        pieces += [torch.stack([stats["hist"] if stats else empty_hist for stats in outputs])
+                   .flatten()]
+        flat = torch.cat([p.flatten() for p in pieces]).cpu().numpy()
+        width, weighted = len(outputs), len(self.weighted)
+        per_layer = flat[: width * len(PER_LAYER)].reshape(width, len(PER_LAYER))
+        offset = width * len(PER_LAYER)
+        norms = flat[offset: offset + 3 * weighted].reshape(3, weighted)
+        hists = flat[offset + 3 * weighted:].reshape(width, BINS)
+        weight_norms, grad_norms, update_norms = norms
+        with np.errstate(invalid="ignore", divide="ignore"):  # NaN weights: a NaN ratio
+            ratios = update_norms / np.maximum(weight_norms, 1e-12)
+        record = {
+            "step": step, "lr": lr,
+            **{name: per_layer[:, i].copy() for i, name in enumerate(PER_LAYER)},
+            "hist": hists.astype(np.float32), "range": np.asarray(self.ranges, np.float32),
+            "weight_norm": weight_norms, "grad_norm": grad_norms,
+            "update_ratio": ratios,
+            "global_grad_norm": float(np.sqrt(np.sum(grad_norms.astype(np.float64) ** 2))),
+        }
+        # A layer that outgrew its range widens it for the next samples.
+        for index, peak in enumerate(record["peak"]):
+            while math.isfinite(peak) and peak > self.ranges[index] > 0:
+                self.ranges[index] *= 2.0
+        self.records.append(record)
+        self._thin()
+        return self._judge(record, judge_updates)
+
+    def _thin(self) -> None:
+        """Memory stays bounded: past `max_samples`, keep every other sample and sample half
+        as often from now on."""
+        if len(self.records) > self.max_samples:
+            self.records = self.records[::2]
+            self.every *= 2
+
+    # ----------------------------------------------------------------------------- alarms
+
+    def _raise(self, kind: str, layer: str | None, step: int, detail: str, active: bool,
+               raised: list) -> None:
+        """Record an alarm when a condition starts; it is not repeated while it persists."""
+        key = f"{kind}:{layer}"
+        if active and key not in self._open:
+            self._open[key] = (step, 1)
+            alarm = {"kind": kind, "layer": layer, "step": step, "detail": detail}
+            self.alarms.append(alarm)
+            raised.append(alarm)
+        elif not active:
+            self._open.pop(key, None)
+
+    def _judge(self, record: dict, judge_updates: bool) -> list[dict]:
+        raised: list[dict] = []
+        step = record["step"]
+        names = [layer.name for layer in self.layers]
+
+        # non_finite: the first layer (in forward order) whose output is not finite, else the
+        # first whose weight gradient is not.
+        bad_output = next((names[i] for i, ok in enumerate(record["finite"]) if ok < 1), None)
+        bad_grad = next((self.layers[i].name for i, g in zip(self.weighted, record["grad_norm"])
+                         if not math.isfinite(g)), None)
+        culprit = bad_output or bad_grad
+        self._raise("non_finite", culprit, step,
+                    f"{'output' if bad_output else 'gradient'} of {culprit} is not finite",
+                    culprit is not None, raised)
+
+        # exploding: the global gradient norm is huge or grew 10x since the last sample.
+        norm = record["global_grad_norm"]
+        growth = (norm / self._previous_grad_norm if self._previous_grad_norm else 1.0)
+        exploding = math.isfinite(norm) and (norm > self.explode_threshold or
+                                             growth > EXPLODING_GROWTH)
+        self._raise("exploding", None, step, f"global gradient norm {norm:.3g} (x{growth:.3g} "
+                    "since the last sample)", exploding, raised)
+        if math.isfinite(norm) and norm > 0:
+            self._previous_grad_norm = norm
+
+        # vanishing: the first quarter of the weight layers gets under 1e-3 of the gradient
+        # norm of the last quarter, several samples in a row.
+        grads = record["grad_norm"]
+        quarter = max(1, len(grads) // 4)
+        early, late = float(np.mean(grads[:quarter])), float(np.mean(grads[-quarter:]))
+        ratio = early / late if late > 0 else 1.0
+        self._vanishing_streak = self._vanishing_streak + 1 if ratio < VANISHING_RATIO else 0
+        first = self.layers[self.weighted[0]].name if self.weighted else None
+        self._raise("vanishing", first, step, f"gradient norm of the first layers is {ratio:.2g}"
+                    f" of the last layers' for {self._vanishing_streak} samples",
+                    self._vanishing_streak >= VANISHING_SAMPLES, raised)
+
+        for index, layer in enumerate(self.layers):
+            if layer.kind != "activation":
+                continue
+            dead, saturated = record["dead"][index], record["saturated"][index]
+            self._raise("dead", layer.name, step, f"{dead:.0%} of its units output nothing for "
+                        "the whole batch", dead > DEAD_LIMIT, raised)
+            self._raise("saturated", layer.name, step, f"{saturated:.0%} of its inputs are "
+                        "saturated", saturated > SATURATED_LIMIT, raised)
+
+        if judge_updates:
+            for index, ratio in zip(self.weighted, record["update_ratio"]):
+                name = self.layers[index].name
+                off = math.isfinite(ratio) and not (UPDATE_RATIO_LOW <= ratio <= UPDATE_RATIO_HIGH)
+                self._raise("update_ratio", name, step, f"|dw|/|w| = {ratio:.2g} (usual ~1e-3)",
+                            off, raised)
+        return raised
+
+    def probe_non_finite(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                         step: int, loss_fn) -> dict | None:
+        """After a non-finite loss: one more forward and backward on the batch with hooks, to
+        name the first layer whose output (or gradient) is not finite."""
+        with self.capture():
+            loss = loss_fn(model(images), labels)
+        model.zero_grad(set_to_none=True)
+        if loss.requires_grad:
+            loss.backward()
+        outputs = self._pending["outputs"]
+        self._pending = None
+        names = [layer.name for layer in self.layers]
+        culprit = next((names[i] for i, s in enumerate(outputs) if s and not bool(s["finite"])),
+                       None)
+        kind = "output"
+        if culprit is None:
+            culprit = next((self.layers[i].name for i in self.weighted
+                            if self.layers[i].module.weight.grad is not None
+                            and not torch.isfinite(self.layers[i].module.weight.grad).all()),
+                           None)
+            kind = "gradient"
+        model.zero_grad(set_to_none=True)
+        alarm = {"kind": "non_finite", "layer": culprit, "step": step,
+                 "detail": f"loss is not finite; first non-finite {kind}: {culprit}"}
+        self.alarms.append(alarm)
+        return alarm
+
+    # ------------------------------------------------------------------------ bookkeeping
+
+    def time_step(self, sampled: bool, seconds: float) -> None:
+        bucket = self.step_times["sampled" if sampled else "plain"]
+        bucket[0] += seconds
+        bucket[1] += 1
+
+    def overhead(self) -> dict:
+        """Cost of sampling measured in this run: extra seconds per sampled step, and that cost
+        spread over `every` steps as a share of a plain step."""
+        (sampled, n_sampled), (plain, n_plain) = self.step_times["sampled"], \
+            self.step_times["plain"]
+        if not n_sampled or not n_plain:
+            return {"sampled_steps": n_sampled, "plain_steps": n_plain, "fraction": None}
+        per_sampled, per_plain = sampled / n_sampled, plain / n_plain
+        extra = max(per_sampled - per_plain, 0.0)
+        return {"sampled_steps": n_sampled, "plain_steps": n_plain,
+                "seconds_per_plain_step": per_plain, "seconds_per_sampled_step": per_sampled,
+                "every": self.every, "fraction": extra / self.every / per_plain}
+
+    def state_dict(self) -> dict:
+        return {"ranges": list(self.ranges), "every": self.every, "alarms": list(self.alarms),
+                "open": {k: list(v) for k, v in self._open.items()},
+                "streak": self._vanishing_streak, "previous": self._previous_grad_norm,
+                "times": {k: list(v) for k, v in self.step_times.items()},
+                "samples": len(self.records)}
+
+    def load_state_dict(self, state: dict, folder: Path) -> None:
+        self.ranges = list(state["ranges"])
+        self.every = state["every"]
+        self.alarms = list(state["alarms"])
+        self._open = {k: tuple(v) for k, v in state["open"].items()}
+        self._vanishing_streak = state["streak"]
+        self._previous_grad_norm = state["previous"]
+        self.step_times = {k: list(v) for k, v in state["times"].items()}
+        self.records = load_records(folder)[: state["samples"]]
+
+    def save(self, folder: Path, summary: dict | None = None) -> None:
+        """Arrays to diagnostics.npz, alarms and layer names to diagnostics.json (atomically)."""
+        arrays = records_to_arrays(self.records, self.layers, self.weighted)
+        temporary = folder / f"{FILE}.tmp.npz"
+        np.savez_compressed(temporary, **arrays)
+        os.replace(temporary, folder / FILE)
+        meta = {"layers": [{"name": l.name, "kind": l.kind} for l in self.layers],
+                "weighted": [self.layers[i].name for i in self.weighted],
+                "every": self.every, "bins": BINS, "alarms": self.alarms,
+                "overhead": self.overhead()}
+        meta.update(summary or {})
+        (folder / f"{ALARMS}.tmp").write_text(json.dumps(meta, indent=1, default=_plain))
+        os.replace(folder / f"{ALARMS}.tmp", folder / ALARMS)
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(type(value))
+
+
+def records_to_arrays(records: list[dict], layers: list[Layer], weighted: list[int]) -> dict:
+    count, width = len(records), len(layers)
+    arrays = {"step": np.asarray([r["step"] for r in records], np.int64),
+              "lr": np.asarray([r["lr"] for r in records], np.float64),
+              "global_grad_norm": np.asarray([r["global_grad_norm"] for r in records]),
+              "layer_names": np.asarray([l.name for l in layers], dtype=str),
+              "layer_kinds": np.asarray([l.kind for l in layers], dtype=str),
+              "weighted_names": np.asarray([layers[i].name for i in weighted], dtype=str)}
+    for key in PER_LAYER:
+        arrays[key] = (np.stack([r[key] for r in records]) if count
+                       else np.zeros((0, width), np.float32)).astype(np.float32)
+    for key in PER_WEIGHT:
+        arrays[key] = (np.stack([r[key] for r in records]) if count
+                       else np.zeros((0, len(weighted)), np.float32)).astype(np.float32)
+    arrays["hist"] = (np.stack([r["hist"] for r in records]) if count
+                      else np.zeros((0, width, BINS), np.float32))
+    arrays["range"] = (np.stack([r["range"] for r in records]) if count
+                       else np.zeros((0, width), np.float32))
+    return arrays
+
+
+def load_records(folder: Path) -> list[dict]:
+    path = folder / FILE
+    if not path.exists():
+        return []
+    with np.load(path, allow_pickle=False) as data:
+        count = len(data["step"])
+        return [{"step": int(data["step"][i]), "lr": float(data["lr"][i]),
+                 "global_grad_norm": float(data["global_grad_norm"][i]),
+                 **{k: data[k][i] for k in PER_LAYER + PER_WEIGHT + ("hist", "range")}}
+                for i in range(count)]
+
+
+def diagnose(run_dir: Path) -> dict:
+    """`cnnlab diagnose`: a per-layer summary of a run's samples, its alarms and the overhead."""
+    from cnnlab.errors import UserError
+
+    run_dir = Path(run_dir)
+    meta_path = run_dir / ALARMS
+    if not meta_path.exists():
+        raise UserError(f"{run_dir} has no diagnostics ({ALARMS} is missing): it was trained with "
+                        "diagnostics.every=0 or is not a run folder")
+    meta = json.loads(meta_path.read_text())
+    with np.load(run_dir / FILE, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    weighted = {name: i for i, name in enumerate(arrays["weighted_names"].tolist())}
+    layers = []
+    for index, (name, kind) in enumerate(zip(arrays["layer_names"].tolist(),
+                                             arrays["layer_kinds"].tolist())):
+        std = arrays["std"][:, index]
+        entry = {"name": name, "kind": kind,
+                 "std_first": _num(std[0]) if len(std) else None,
+                 "std_last": _num(std[-1]) if len(std) else None,
+                 "mean_last": _num(arrays["mean"][-1, index]) if len(std) else None}
+        if kind == "activation" and len(std):
+            entry["dead_max"] = _num(np.nanmax(arrays["dead"][:, index]))
+            entry["saturated_max"] = _num(np.nanmax(arrays["saturated"][:, index]))
+        if name in weighted and len(std):
+            w = weighted[name]
+            entry.update(grad_norm_last=_num(arrays["grad_norm"][-1, w]),
+                         weight_norm_last=_num(arrays["weight_norm"][-1, w]),
+                         update_ratio_median=_num(np.nanmedian(arrays["update_ratio"][:, w])))
+        layers.append(entry)
+    return {"run": str(run_dir), "samples": int(len(arrays["step"])), "every": meta["every"],
+            "steps": arrays["step"].tolist(), "layers": layers, "alarms": meta["alarms"],
+            "overhead": meta["overhead"]}
+
+
+def _num(value) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None

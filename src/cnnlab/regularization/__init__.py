@@ -1,0 +1,1 @@
+"""Regularizers and averaging that act on batches or weights during training."""

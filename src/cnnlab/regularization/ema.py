@@ -1,0 +1,51 @@
+"""An exponential moving average of the weights (Polyak & Juditsky 1992; as in timm's ModelEma).
+
+Floating-point parameters and buffers are averaged (batch-norm running statistics included, so
+the averaged model evaluates consistently); integer buffers are copied. With `warmup_steps` the
+decay ramps up from 0, so early averages are not dominated by the random initial weights.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+class WeightEma:
+    def __init__(self, model: nn.Module, decay: float, warmup_steps: int = 0, every: int = 1):
+        self.model = copy.deepcopy(model).eval()
+        for param in self.model.parameters():
+            param.requires_grad_(False)
+        self.decay = decay
+        self.warmup_steps = warmup_steps
+        self.every = every
+        self.updates = 0
+
+    def current_decay(self) -> float:
+        if self.warmup_steps <= 0:
+            return self.decay
+        return self.decay * min(1.0, self.updates / self.warmup_steps)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module, step: int) -> None:
+        """Fold in the weights after optimizer step `step` (1-based) if it is an update step."""
+        if step % self.every:
+            return
+        decay = self.current_decay()
+        source = model.state_dict()
+        for name, average in self.model.state_dict().items():
+            value = source[name].detach()
+            if average.dtype.is_floating_point:
+                average.mul_(decay).add_(value, alpha=1.0 - decay)
+            else:
+                average.copy_(value)
+        self.updates += 1
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.updates = state["updates"]

@@ -1,0 +1,99 @@
+"""Diagnostics during training: alarms on constructed failures, silence on a healthy run, the
+files they leave and `cnnlab diagnose`."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import cnnlab
+from cnnlab.diagnostics import FILE, Diagnostics, diagnose
+from cnnlab.errors import NonFiniteLossError
+from tests.conftest import ROOT, cli
+
+QUICKSTART = ROOT / "examples" / "quickstart.yaml"
+
+
+def train(tmp_path, overrides, name="run"):
+    cfg = cnnlab.load_config(QUICKSTART, overrides + ["diagnostics.every=4"])
+    try:
+        cnnlab.train(cfg, out=tmp_path / name, progress=False)
+    except NonFiniteLossError:
+        pass  # a diverged run keeps its diagnostics
+    return diagnose(tmp_path / name)
+
+
+def kinds(report):
+    return {alarm["kind"] for alarm in report["alarms"]}
+
+
+def test_a_deep_plain_sigmoid_net_raises_vanishing(tmp_path):
+    report = train(tmp_path, ["model={arch: plain, depth: 20, width: 16, norm: none, "
+                              "activation: sigmoid}", "train.epochs=2"])
+    vanishing = [a for a in report["alarms"] if a["kind"] == "vanishing"]
+    assert vanishing and vanishing[0]["layer"] == "body.0.conv"
+    assert vanishing[0]["step"] >= 8  # only after several samples in a row
+
+
+def test_a_learning_rate_100x_too_high_raises_exploding_or_non_finite(tmp_path):
+    report = train(tmp_path, ["optim.lr=5.0", "train.epochs=3"])
+    assert kinds(report) & {"exploding", "non_finite"}
+
+
+def test_a_large_negative_bias_before_relu_raises_dead(tmp_path):
+    report = train(tmp_path, ["model.norm=none", "train.epochs=1",
+                              "model.init={default: kaiming_normal, bias: {name: constant, "
+                              "value: -10}}"])
+    dead = {a["layer"] for a in report["alarms"] if a["kind"] == "dead"}
+    assert "body.0.0.act" in dead
+
+
+def test_a_healthy_resnet_run_stays_silent(tmp_path):
+    report = train(tmp_path, ["model.arch=resnet20", "train.epochs=3"])
+    assert report["alarms"] == []
+    assert report["samples"] >= 10
+
+
+def test_diagnose_cli_json_plots_and_compact_storage(tmp_path):
+    out = tmp_path / "run"
+    cli("train", str(QUICKSTART), "-o", "diagnostics.every=10", "-o", "train.epochs=2",
+        "--out", str(out), "--quiet", check=True)
+    result = json.loads(cli("diagnose", str(out), "--json", "--plot", str(tmp_path / "plots"),
+                            check=True).stdout)
+    assert set(result) >= {"layers", "alarms", "overhead"}
+    kinds_seen = {layer["kind"] for layer in result["layers"]}
+    assert kinds_seen == {"conv", "norm", "activation", "linear"}
+    assert result["overhead"]["fraction"] is not None
+    for name in ("activation_std", "grad_norm", "update_ratio", "histograms"):
+        assert (tmp_path / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["diagnostics"]["overhead"]["fraction"] == pytest.approx(
+        result["overhead"]["fraction"])
+    with np.load(out / FILE) as data:
+        samples, layers = data["std"].shape
+        assert samples == result["samples"] == 4  # 40 steps / every 10
+        assert data["hist"].shape == (samples, layers, 64)
+    text = cli("diagnose", str(out), check=True).stdout
+    assert "alarms: none" in text and "diagnostics cost" in text
+    missing = cli("diagnose", str(tmp_path))
+    assert missing.returncode == 2 and "has no diagnostics" in missing.stderr
+
+
+def test_hooks_are_removed_even_when_the_step_fails():
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.ReLU())
+    diagnostics = Diagnostics(model, every=1)
+    with pytest.raises(RuntimeError):
+        with diagnostics.capture():
+            model(torch.randn(1, 1, 3, 3))
+            raise RuntimeError("boom")
+    assert all(not m._forward_hooks for m in model.modules())
+
+
+def test_memory_stays_bounded_by_thinning_old_samples(tmp_path):
+    cfg = cnnlab.load_config(QUICKSTART, ["diagnostics={every: 1, max_samples: 10}",
+                                          "train.epochs=2"])
+    cnnlab.train(cfg, out=tmp_path / "run", progress=False)
+    report = diagnose(tmp_path / "run")
+    assert report["samples"] <= 10 and report["every"] > 1
+    assert report["steps"] == sorted(report["steps"])

@@ -1,0 +1,69 @@
+"""Regularization and training conveniences in real (tiny) runs."""
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+import cnnlab
+from cnnlab.errors import UserError
+
+
+def weights(path):
+    return load_file(str(path))
+
+
+def same(a, b):
+    return a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
+def run(tmp_path, tiny, name, overrides=()):
+    cfg = cnnlab.load_config(tiny, list(overrides))
+    summary = cnnlab.train(cfg, out=tmp_path / name, progress=False)
+    return summary, tmp_path / name
+
+
+def test_mixing_with_alpha_zero_is_bit_identical_to_no_mixing(tmp_path, tiny):
+    _, plain = run(tmp_path, tiny, "plain")
+    _, zero = run(tmp_path, tiny, "zero", ["train.mixup=0", "train.cutmix=0",
+                                           "train.mix_prob=0.5", "train.mix_switch_prob=0.2"])
+    assert same(weights(plain / "model.safetensors"), weights(zero / "model.safetensors"))
+    _, mixed = run(tmp_path, tiny, "mixed", ["train.mixup=0.2", "train.cutmix=1.0"])
+    assert not same(weights(plain / "model.safetensors"), weights(mixed / "model.safetensors"))
+
+
+def test_ema_with_decay_zero_equals_the_raw_model_and_is_reported(tmp_path, tiny):
+    summary, out = run(tmp_path, tiny, "ema0", ["train.ema={decay: 0.0}"])
+    assert same(weights(out / "model.safetensors"), weights(out / "model_raw.safetensors"))
+    assert summary["weights"] == "ema"
+    assert summary["final_ema_val_acc"] == pytest.approx(summary["final_val_acc"])
+    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert all("ema_val_acc" in m for m in metrics)
+    from safetensors import safe_open
+
+    with safe_open(str(out / "model.safetensors"), "pt") as handle:
+        assert handle.metadata()["average"] == "ema"
+
+
+def test_early_stopping_stops_at_the_right_epoch_and_restores_the_best_weights(tmp_path, tiny):
+    # Training loss falls every epoch, so "max" never improves after epoch 1: with patience 2,
+    # the run stops after epoch 3 and restores the weights of epoch 1.
+    tiny["schedule"] = "constant"
+    tiny["train"]["epochs"] = 6
+    summary, out = run(tmp_path, tiny, "stop", [
+        "train.early_stopping={metric: train_loss, mode: max, patience: 2}"])
+    assert summary["stopped_early"] == 3 and summary["epochs_completed"] == 3
+    assert summary["restored_epoch"] == 1
+    tiny["train"]["epochs"] = 1
+    _, one = run(tmp_path, tiny, "one")
+    assert same(weights(out / "model.safetensors"), weights(one / "model.safetensors"))
+
+
+def test_bf16_autocast_trains_on_cpu_and_drop_path_needs_a_residual_model(tmp_path, tiny):
+    summary, _ = run(tmp_path, tiny, "bf16", ["train.amp=bf16", "train.epochs=1"])
+    assert summary["status"] == "completed"
+    summary, _ = run(tmp_path, tiny, "droppath", ["model={arch: resnet20, width: 4, drop_path: "
+                                                  "0.2, dropout2d: 0.1}", "train.epochs=1"])
+    assert summary["status"] == "completed"
+    with pytest.raises(UserError, match="model.drop_path drops residual branches"):
+        run(tmp_path, tiny, "bad", ["model.drop_path=0.1"])
