@@ -281,6 +281,82 @@ def _diagnose(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_comparison(results, args) -> None:
+    from cnnlab.experiments.compare import analyse, apply_baseline, format_table
+
+    apply_baseline(results, args.baseline)
+    analysis = analyse(results)
+    if args.json:
+        _print_json(analysis)
+    else:
+        print(format_table(analysis))
+
+
+@command("ablate")
+def _ablate(args: argparse.Namespace) -> int:
+    from cnnlab.experiments.ablate import ablate
+    from cnnlab.experiments.compare import from_study
+
+    study = ablate(args.config, args.override, args.vary, args.seeds, args.workers, args.storage,
+                   args.study, args.baseline, args.metric, args.heartbeat, not args.quiet,
+                   args.runs)
+    _print_comparison(from_study(args.storage, study.study_name, args.metric), args)
+    return 0
+
+
+@command("search")
+def _search(args: argparse.Namespace) -> int:
+    from cnnlab.experiments.search import best_config, search
+
+    study = search(args.config, args.override, args.space, args.trials, args.sampler,
+                   args.pruner, args.workers, args.storage, args.study, args.metric,
+                   args.heartbeat, not args.quiet, args.runs)
+    states = {}
+    for trial in study.get_trials(deepcopy=False):
+        states[trial.state.name.lower()] = states.get(trial.state.name.lower(), 0) + 1
+    result = {"study": study.study_name, "trials": states}
+    if args.best:
+        result["best"] = best_config(study, args.best)
+    if args.json:
+        _print_json(result)
+        return 0
+    print(f"study {study.study_name}: " + ", ".join(f"{n} {s}" for s, n in sorted(states.items())))
+    if args.best:
+        best = result["best"]
+        print(f"best run {best['number']}: {args.metric} {best['value']:.4f} with "
+              f"{' '.join(best['overrides'])}; config written to {args.best}")
+    return 0
+
+
+@command("worker")
+def _worker(args: argparse.Namespace) -> int:
+    from cnnlab.experiments.worker import work
+
+    done = work(args.storage, args.study, args.threads, args.heartbeat, not args.quiet,
+                salt=args.salt)
+    print(f"worker: study {args.study} has no run left; this worker finished {done}",
+          file=sys.stderr)
+    return 0
+
+
+@command("compare")
+def _compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cnnlab.experiments.compare import from_runs, from_study
+
+    if all(Path(item).exists() for item in args.sources):
+        results = from_runs(args.sources, args.metric or "val_acc")
+    elif len(args.sources) == 1:
+        results = from_study(args.storage, args.sources[0], args.metric)
+    else:
+        missing = [s for s in args.sources if not Path(s).exists()]
+        raise UserError(f"{', '.join(missing)} not found: give run folders, or one study name "
+                        "(with --storage)")
+    _print_comparison(results, args)
+    return 0
+
+
 # -------------------------------------------------------------------------------------------
 
 
@@ -345,6 +421,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--json", action="store_true")
     p.add_argument("--plot", metavar="DIR", help="write the diagnostic plots into DIR")
+
+    def store_options(p, metric_default: str | None = "val_acc"):
+        p.add_argument("--storage", help="journal file path or database URL (default "
+                       "runs/optuna.journal, or $CNNLAB_STORAGE)")
+        p.add_argument("--study", help="study name (default: <config name>-ablation/-search)")
+        p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+        p.add_argument("--metric", default=metric_default,
+                       help="val_acc, val_loss, test_acc, best_val_acc, ...")
+        p.add_argument("--heartbeat", type=float, default=10.0,
+                       help="seconds between a worker's heartbeats (a run is taken over after "
+                       "3 missed)")
+        p.add_argument("--runs", default="runs", help="folder for the runs' folders")
+        p.add_argument("--quiet", action="store_true")
+        p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("ablate", help="every combination of --vary values over paired seeds")
+    p.add_argument("config")
+    overrides(p)
+    p.add_argument("--vary", action="append", required=True, metavar="KEY=V1,V2,...")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--baseline", action="append", default=[], metavar="KEY=VALUE")
+    store_options(p)
+
+    p = sub.add_parser("search", help="hyperparameter search with pruning")
+    p.add_argument("config")
+    overrides(p)
+    p.add_argument("--space", required=True, help="YAML: key -> {low, high, log} or {choices}")
+    p.add_argument("--trials", type=int, required=True)
+    p.add_argument("--sampler", choices=["tpe", "random", "grid"], default="tpe")
+    p.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median")
+    p.add_argument("--best", metavar="OUT.yaml", help="write the best run's config")
+    store_options(p)
+
+    p = sub.add_parser("worker", help="join a study and run its waiting runs")
+    p.add_argument("--storage", help="journal file path or database URL")
+    p.add_argument("--study", required=True)
+    p.add_argument("--threads", type=int, help="torch threads per run (default: all cores)")
+    p.add_argument("--heartbeat", type=float, default=10.0)
+    p.add_argument("--salt", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--quiet", action="store_true")
+
+    p = sub.add_parser("compare", help="statistics over a study or run folders")
+    p.add_argument("sources", nargs="+", metavar="STUDY_OR_RUN_DIRS")
+    p.add_argument("--storage")
+    p.add_argument("--metric", help="default: the study's metric, or val_acc")
+    p.add_argument("--baseline", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("list", help="list every name the config accepts")
     p.add_argument("kind", nargs="?", help="models, datasets, activations, norms, inits, "

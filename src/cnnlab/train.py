@@ -15,6 +15,7 @@ import threading
 import time
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -38,6 +39,8 @@ from cnnlab.runtime import environment
 from cnnlab.seeding import generator, rng_state, seed_everything, set_rng_state
 
 CHECKPOINT_FORMAT = 1
+# Sees each epoch's metrics line; True stops the run after that epoch (a search's pruning).
+EpochObserver = Callable[[dict], bool]
 EARLY_STOPPING_WEIGHTS = "early_stopping_best.safetensors"
 
 
@@ -63,23 +66,30 @@ def stop_requests():
             signal.signal(sig, old)
 
 
-def train(cfg: Config, out: str | Path | None = None, progress: bool = True) -> dict:
+def train(cfg: Config, out: str | Path | None = None, progress: bool = True,
+          on_epoch: EpochObserver | None = None) -> dict:
     """Train a new run from `cfg`; returns its summary. `out` is the run folder (default
-    runs/<name>-<timestamp>)."""
+    runs/<name>-<timestamp>). `on_epoch(record)` sees each metrics line; returning True stops
+    the run there (how a search prunes it)."""
     run = RunDir.create(Path(out) if out else new_run_path(cfg.name))
     # The config goes in first, so a run killed while loading data can still be resumed; the
     # resolved version replaces it once the data statistics and runtime are known.
     run.write_config(dump_yaml(cfg))
-    return fit(cfg, run, progress=progress)
+    return fit(cfg, run, progress=progress, on_epoch=on_epoch)
 
 
-def resume(run_dir: str | Path, progress: bool = True) -> dict:
+FINISHED = ("completed", "pruned")
+
+
+def resume(run_dir: str | Path, progress: bool = True,
+           on_epoch: EpochObserver | None = None) -> dict:
     """Continue an interrupted run from its last checkpoint; a finished run is left untouched."""
     run = RunDir.open(Path(run_dir))
     summary = run.read_summary()
-    if summary and summary.get("status") == "completed":
+    if summary and summary.get("status") in FINISHED:
         return {**summary, "already_finished": True}
-    return fit(load_config(run.config), run, progress=progress, resuming=True)
+    return fit(load_config(run.config), run, progress=progress, resuming=True,
+               on_epoch=on_epoch)
 
 
 def _zero_sums(device) -> dict:
@@ -103,9 +113,11 @@ class Position:
     sums: dict | None = None
     order: torch.Tensor | None = None
     stopped_early: int | None = None
+    pruned: bool = False
 
 
-def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False) -> dict:
+def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
+        on_epoch: EpochObserver | None = None) -> dict:
     assembly = assemble(cfg)
     cfg, model, runtime = assembly.cfg, assembly.model, assembly.runtime
     device, num_classes = runtime.device, assembly.data.num_classes
@@ -337,7 +349,11 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False)
             schedule.observe(record)
             run.append_metrics(record)
             shown.epoch(record)
-            if pos.stopped_early:
+            if on_epoch is not None and on_epoch(record):
+                pos.pruned = True
+                pos.stopped_early = pos.epoch + 1
+                shown.write(f"stopped after epoch {pos.epoch + 1} at the observer's request")
+            if pos.stopped_early and stopper is not None:
                 waited = f"{stopper.waited} epoch{'s' if stopper.waited != 1 else ''}"
                 shown.write(f"early stopping: {stopper.metric} has not improved for {waited} "
                             f"(best {stopper.best:.4g} at epoch {stopper.best_epoch})")
@@ -372,7 +388,7 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False)
     save_weights(final, run.final_weights,
                  {"weights": "final", "average": extra["weights"],
                   "epoch": str(extra.get("restored_epoch", pos.epoch))})
-    summary = status("completed", extra)
+    summary = status("pruned" if pos.pruned else "completed", extra)
     shown.close()
     return summary
 

@@ -1,0 +1,122 @@
+"""Run one trial of a study: build its config, train or resume its run folder, record the result.
+
+The study's user attributes hold the experiment (base config, factors, seeds, metric, search
+space); each trial's hold its overrides, seed and run folder. A trial whose worker died is
+claimed again and resumes its run folder from the last checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+import traceback
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from cnnlab.config import load_config
+from cnnlab.errors import Interrupted, NonFiniteLossError
+from cnnlab.experiments.design import choice_text, folder_name
+from cnnlab.train import resume, train
+
+MAXIMIZE_HINTS = ("acc", "top5")
+
+
+def direction(metric: str) -> str:
+    return "maximize" if any(h in metric for h in MAXIMIZE_HINTS) else "minimize"
+
+
+def metric_value(summary: dict, metric: str) -> float | None:
+    """The run's value of `metric`: a summary key (test_acc, best_val_acc) or final_<metric>."""
+    value = summary.get(metric, summary.get(f"final_{metric}"))
+    return float(value) if value is not None and math.isfinite(float(value)) else None
+
+
+def search_overrides(trial: optuna.Trial, space: dict) -> list[str]:
+    """Ask the sampler for this trial's point of the search space, as config overrides."""
+    from cnnlab.experiments.design import load_space_dict
+
+    result = []
+    for key, entry in load_space_dict(space).items():
+        if hasattr(entry, "choices"):
+            options = [choice_text(c) for c in entry.choices]
+            value = trial.suggest_categorical(key, options)
+        elif entry.type == "int":
+            value = trial.suggest_int(key, entry.low, entry.high, step=entry.step, log=entry.log)
+        else:
+            value = trial.suggest_float(key, entry.low, entry.high, log=entry.log,
+                                        step=entry.step)
+        result.append(f"{key}={value}")
+    return result
+
+
+def prepare(study: optuna.Study, trial: optuna.Trial) -> tuple[list[str], Path]:
+    attrs = study.user_attrs
+    if attrs["kind"] == "ablation":
+        for factor in attrs["factors"]:
+            trial.suggest_categorical(factor["key"], factor["values"])  # fixed at enqueue
+        trial.suggest_categorical("seed", attrs["seeds"])
+        return list(trial.user_attrs["overrides"]), Path(trial.user_attrs["run_dir"])
+    extra = search_overrides(trial, attrs["space"])
+    folder = Path(attrs["runs_root"]) / folder_name(study.study_name) / f"trial{trial.number}"
+    trial.set_user_attr("overrides", extra)
+    trial.set_user_attr("run_dir", str(folder))
+    return extra + [f"seed={attrs['seed']}"], folder
+
+
+def run_trial(study: optuna.Study, trial: optuna.Trial, threads: int | None,
+              progress: bool = False) -> str:
+    """Train the trial's run and tell the study how it ended; returns the status."""
+    attrs = study.user_attrs
+    metric = attrs["metric"]
+    pruning = attrs.get("pruner", "none") != "none"
+    try:
+        extra, folder = prepare(study, trial)
+        if threads:
+            extra = extra + [f"train.threads={threads}"]
+
+        def observe(record: dict) -> bool:
+            value = record.get(metric)
+            if value is None or not math.isfinite(value):
+                return False
+            trial.report(value, record["epoch"])
+            return pruning and trial.should_prune()
+
+        if (folder / "config.yaml").exists():
+            summary = resume(folder, progress=progress, on_epoch=observe)
+        else:
+            cfg = load_config(attrs["config"], extra)
+            summary = train(cfg, out=folder, progress=progress, on_epoch=observe)
+    except Interrupted:
+        # Stopped on request with a checkpoint written: hand the run back at once.
+        study._storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)
+        raise
+    except NonFiniteLossError as error:
+        trial.set_user_attr("status", "diverged")
+        trial.set_user_attr("error", str(error))
+        study.tell(trial, state=TrialState.FAIL)
+        return "diverged"
+    except Exception as error:  # noqa: BLE001 - one bad run must not stop the study
+        trial.set_user_attr("status", "failed")
+        trial.set_user_attr("error", f"{type(error).__name__}: {error}")
+        trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
+        study.tell(trial, state=TrialState.FAIL)
+        return "failed"
+
+    for key in ("final_val_acc", "final_val_loss", "best_val_acc", "test_acc", "test_loss",
+                "final_train_loss", "final_ema_val_acc", "epochs_completed", "seconds"):
+        if key in summary:
+            trial.set_user_attr(key, summary[key])
+    value = metric_value(summary, metric)
+    if summary.get("status") == "pruned":
+        trial.set_user_attr("status", "pruned")
+        study.tell(trial, state=TrialState.PRUNED)
+        return "pruned"
+    if value is None:
+        trial.set_user_attr("status", "failed")
+        trial.set_user_attr("error", f"the run has no {metric}")
+        study.tell(trial, state=TrialState.FAIL)
+        return "failed"
+    trial.set_user_attr("status", "completed")
+    study.tell(trial, value)
+    return "completed"

@@ -1,0 +1,66 @@
+"""A worker: claim waiting runs of a study and train them until none is left.
+
+Any number of workers, on one machine or many, can serve one study. A worker leaves only when no
+run is waiting and none is running; while others still run it keeps watching, so that if one of
+them dies its run is put back and taken over.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+
+from cnnlab.experiments.runner import run_trial
+from cnnlab.experiments.store import claim, count_states, heartbeat, load_study, open_storage, \
+    requeue_stale
+
+DEFAULT_HEARTBEAT = 10.0
+
+
+def grace_period(interval: float) -> float:
+    """A worker is presumed dead after missing three beats."""
+    return 3.0 * interval + 5.0
+
+
+def work(storage_url: str | None, study_name: str, threads: int | None = None,
+         interval: float = DEFAULT_HEARTBEAT, progress: bool = False, log=sys.stderr,
+         salt: int | None = None) -> int:
+    """Serve the study until it is done; returns the number of runs this worker finished.
+    `salt` varies a search's sampler seed between workers (default: the process id)."""
+    storage = open_storage(storage_url)
+    study = load_study(storage, study_name)
+    if study.user_attrs.get("kind") == "search":
+        from cnnlab.experiments.search import search_study
+
+        study = search_study(storage, study_name, salt)
+    done = 0
+    while True:
+        requeued = requeue_stale(study, grace_period(interval))
+        for number in requeued:
+            print(f"worker: run {number} lost its worker; put back in the queue", file=log)
+        trial = next_trial(study)
+        if trial is None:
+            counts = count_states(study)
+            if counts.get("RUNNING", 0) == 0 and counts.get("WAITING", 0) == 0:
+                return done
+            time.sleep(min(interval, 5.0))  # others are running: watch for a dead one
+            continue
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
+        label = trial.user_attrs.get("label", f"trial {trial.number}")
+        print(f"worker: starting run {trial.number} ({label}, seed "
+              f"{trial.user_attrs.get('seed', study.user_attrs.get('seed'))})", file=log,
+              flush=True)
+        with heartbeat(study, trial._trial_id, interval):
+            status = run_trial(study, trial, threads, progress)
+        print(f"worker: run {trial.number} {status}", file=log, flush=True)
+        done += 1
+
+
+def next_trial(study):
+    if study.user_attrs.get("kind") == "search":
+        from cnnlab.experiments.search import ask_within_budget
+
+        return ask_within_budget(study)
+    return claim(study)
