@@ -6,6 +6,7 @@ import copy
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,61 @@ def shared_cifar10() -> Path:
         pytest.skip(f"needs the real CIFAR-10 at {archive}, which a fresh clone does not have "
                     "(it lives in ../shared/datasets beside the project)")
     return archive
+
+
+def _pg_binaries() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory):
+    """A throwaway PostgreSQL server on a free local port, for the life of the test session.
+
+    Uses $CNNLAB_TEST_POSTGRES_URL when set; otherwise starts a cluster with Debian's binaries
+    (run as the `postgres` user when the tests run as root, since initdb refuses root)."""
+    import pwd
+    import shutil
+    import socket
+
+    if os.environ.get("CNNLAB_TEST_POSTGRES_URL"):
+        yield os.environ["CNNLAB_TEST_POSTGRES_URL"]
+        return
+    binaries = _pg_binaries()
+    if binaries is None:
+        pytest.skip("PostgreSQL is not installed here (Debian: apt-get install postgresql); "
+                    ".ci/run installs it")
+    pytest.importorskip("psycopg", reason="the psycopg driver is needed (pip install "
+                        "'psycopg[binary]', part of the test extra)")
+    folder = Path(tempfile.mkdtemp(prefix="cnnlab-pg-"))
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no `postgres` user to run the server")
+        os.chown(folder, owner.pw_uid, owner.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    data = folder / "data"
+
+    def run(*command):
+        subprocess.run(prefix + [str(binaries / command[0]), *command[1:]], check=True,
+                       capture_output=True, text=True, timeout=120)
+
+    try:
+        run("initdb", "-D", str(data), "-A", "trust", "-U", "cnnlab")
+        run("pg_ctl", "-D", str(data), "-w", "-l", str(folder / "log"), "-o",
+            f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c max_connections=100",
+            "start")
+    except subprocess.CalledProcessError as error:
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.skip(f"could not start a PostgreSQL server: {error.stderr.strip()[:300]}")
+    try:
+        yield f"postgresql+psycopg://cnnlab@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run(prefix + [str(binaries / "pg_ctl"), "-D", str(data), "-m", "immediate",
+                                 "stop"], capture_output=True, timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)

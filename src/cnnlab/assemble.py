@@ -6,7 +6,7 @@ shared start, so they cannot drift apart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -16,6 +16,8 @@ from cnnlab.data import DataBundle, load_data
 from cnnlab.data.augment import Augmenter, Normalizer
 from cnnlab.data.loaders import TrainBatches, eval_batches
 from cnnlab.models import build_model
+from cnnlab.distributed import World
+from cnnlab.errors import UserError
 from cnnlab.runtime import Runtime, resolve_runtime
 
 
@@ -27,16 +29,21 @@ class Assembly:
     normalizer: Normalizer
     model: nn.Module
     assignments: list
+    world: World = field(default_factory=World)
+
+    @property
+    def shard(self) -> tuple[int, int]:
+        return self.world.rank, self.world.size
 
     def train_batches(self) -> TrainBatches:
         augmenter = Augmenter(self.cfg.data.augment, self.normalizer)
         return TrainBatches(self.data.train, self.cfg.data.batch_size, self.cfg.seed,
-                            self.runtime.device, augmenter, self.workers)
+                            self.runtime.device, augmenter, self.workers, self.shard)
 
     def eval_batches(self, split: str = "val"):
         images = {"val": self.data.val, "test": self.data.test, "train": self.data.train}[split]
         return eval_batches(images, self.eval_batch_size, self.runtime.device, self.normalizer,
-                            self.workers)
+                            self.workers, self.shard)
 
     @property
     def eval_batch_size(self) -> int:
@@ -70,8 +77,10 @@ def sample_batch(data: DataBundle, normalizer: Normalizer, size: int = 256) -> t
     return normalizer(images.to(normalizer.scale.device))
 
 
-def assemble(cfg: Config, data: DataBundle | None = None) -> Assembly:
-    runtime = resolve_runtime(cfg.train)
+def assemble(cfg: Config, data: DataBundle | None = None, world: World | None = None
+             ) -> Assembly:
+    world = world or World()
+    runtime = resolve_runtime(cfg.train, world)
     runtime.apply()
     data = data or load_data(cfg.data)
     cfg = resolve(cfg, data, runtime)
@@ -81,4 +90,9 @@ def assemble(cfg: Config, data: DataBundle | None = None) -> Assembly:
         sample_batch=lambda: sample_batch(data, normalizer).to("cpu"), dataset=cfg.data.dataset)
     memory_format = torch.channels_last if runtime.channels_last else torch.contiguous_format
     model = model.to(runtime.device, memory_format=memory_format)
-    return Assembly(cfg, runtime, data, normalizer, model, assignments)
+    if world.distributed and cfg.data.batch_size % world.size:
+        raise UserError(f"data.batch_size {cfg.data.batch_size} cannot be split evenly among "
+                        f"{world.size} processes; use a multiple of {world.size}")
+    if world.distributed and cfg.train.sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return Assembly(cfg, runtime, data, normalizer, model, assignments, world)

@@ -33,17 +33,47 @@ def _fmt(value, digits: int = 4) -> str:
 # train / eval / list
 
 
+def _without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--nproc":
+            skip = True
+        elif not item.startswith("--nproc="):
+            out.append(item)
+    return out
+
+
 @command("train")
 def _train(args: argparse.Namespace) -> int:
+    import subprocess
+
+    from cnnlab.distributed import shutdown, torchrun_command
+
+    if args.nproc:
+        if args.nproc < 1:
+            raise UserError(f"--nproc must be at least 1, received {args.nproc}")
+        # The same command on N processes under torchrun on this machine.
+        return subprocess.run(torchrun_command(args.nproc, _without_nproc(args.argv))).returncode
+    try:
+        return _train_here(args)
+    finally:
+        shutdown()
+
+
+def _train_here(args: argparse.Namespace) -> int:
     from cnnlab.config import load_config
+    from cnnlab.distributed import world
     from cnnlab.train import resume, train
 
+    main_process = world().is_main
     if args.resume:
         if args.config or args.override or args.out:
             raise UserError("--resume continues a run exactly as it was configured; give only "
                             "the run folder (no CONFIG, -o or --out)")
         summary = resume(args.resume, progress=not args.quiet)
-        if summary.get("already_finished"):
+        if summary.get("already_finished") and main_process:
             if args.json:
                 _print_json(summary)
             else:
@@ -56,6 +86,8 @@ def _train(args: argparse.Namespace) -> int:
                             "--resume RUN_DIR")
         cfg = load_config(args.config, args.override)
         summary = train(cfg, out=args.out, progress=not args.quiet)
+    if not main_process or summary.get("already_finished"):
+        return 0  # one process reports
     if args.json:
         _print_json(summary)
         return 0
@@ -300,7 +332,8 @@ def _ablate(args: argparse.Namespace) -> int:
     study = ablate(args.config, args.override, args.vary, args.seeds, args.workers, args.storage,
                    args.study, args.baseline, args.metric, args.heartbeat, not args.quiet,
                    args.runs)
-    _print_comparison(from_study(args.storage, study.study_name, args.metric), args)
+    if args.workers > 0:
+        _print_comparison(from_study(args.storage, study.study_name, args.metric), args)
     return 0
 
 
@@ -379,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    p.add_argument("--nproc", type=int, help="train on N processes of this machine (torchrun "
+                   "with DistributedDataParallel)")
 
     p = sub.add_parser("eval", help="evaluate a run's final or best weights")
     p.add_argument("run_dir")
@@ -426,7 +461,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--storage", help="journal file path or database URL (default "
                        "runs/optuna.journal, or $CNNLAB_STORAGE)")
         p.add_argument("--study", help="study name (default: <config name>-ablation/-search)")
-        p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+        p.add_argument("--workers", type=int, default=1, help="worker processes on this machine "
+                       "(0: only queue the runs for `cnnlab worker` elsewhere)")
         p.add_argument("--metric", default=metric_default,
                        help="val_acc, val_loss, test_acc, best_val_acc, ...")
         p.add_argument("--heartbeat", type=float, default=10.0,
@@ -483,6 +519,7 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if not args.command:
         parser.print_help()
         return 2

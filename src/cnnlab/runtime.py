@@ -97,9 +97,14 @@ class Runtime:
         torch.set_num_threads(self.threads)
 
 
-def resolve_runtime(train_cfg) -> Runtime:
+def resolve_runtime(train_cfg, world=None) -> Runtime:
+    """Device, threads, precision and memory format of this process. Under torchrun each
+    process takes its local rank's GPU, or an equal share of the cores."""
     device = resolve_device(train_cfg.device)
-    threads = train_cfg.threads or available_cores()
+    local_rank, local_size = (world.local_rank, world.local_size) if world else (0, 1)
+    if device.type == "cuda" and local_size > 1:
+        device = torch.device("cuda", local_rank)
+    threads = train_cfg.threads or max(1, available_cores() // local_size)
     amp = resolve_amp(train_cfg.amp, device)
     channels_last = train_cfg.channels_last if train_cfg.channels_last != "auto" else True
     return Runtime(device, threads, amp, bool(channels_last))

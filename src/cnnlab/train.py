@@ -13,14 +13,16 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
+from cnnlab import distributed
 from cnnlab.assemble import assemble
 from cnnlab.checkpoint import load_latest, load_weights, save_checkpoint, save_weights
 from cnnlab.components.optimizers import build_optimizer, momentum_key, set_hyperparameters
@@ -71,10 +73,15 @@ def train(cfg: Config, out: str | Path | None = None, progress: bool = True,
     """Train a new run from `cfg`; returns its summary. `out` is the run folder (default
     runs/<name>-<timestamp>). `on_epoch(record)` sees each metrics line; returning True stops
     the run there (how a search prunes it)."""
-    run = RunDir.create(Path(out) if out else new_run_path(cfg.name))
-    # The config goes in first, so a run killed while loading data can still be resumed; the
-    # resolved version replaces it once the data statistics and runtime are known.
-    run.write_config(dump_yaml(cfg))
+    world = distributed.world()
+    path = None
+    if world.is_main:
+        run = RunDir.create(Path(out) if out else new_run_path(cfg.name))
+        # The config goes in first, so a run killed while loading data can still be resumed;
+        # the resolved version replaces it once the data statistics and runtime are known.
+        run.write_config(dump_yaml(cfg))
+        path = run.path
+    run = RunDir(world.broadcast(path))
     return fit(cfg, run, progress=progress, on_epoch=on_epoch)
 
 
@@ -118,7 +125,9 @@ class Position:
 
 def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
         on_epoch: EpochObserver | None = None) -> dict:
-    assembly = assemble(cfg)
+    world = distributed.world()
+    main = world.is_main  # only the first process writes files and prints
+    assembly = assemble(cfg, world=world)
     cfg, model, runtime = assembly.cfg, assembly.model, assembly.runtime
     device, num_classes = runtime.device, assembly.data.num_classes
     batches = assembly.train_batches()
@@ -146,7 +155,7 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
            if cfg.train.ema else None)
     diagnostics = (Diagnostics(model, cfg.diagnostics.every, cfg.diagnostics.max_samples,
                                cfg.diagnostics.explode_threshold)
-                   if cfg.diagnostics.every > 0 else None)
+                   if cfg.diagnostics.every > 0 and main else None)
     stopper = (EarlyStopping(cfg.train.early_stopping.metric, cfg.train.early_stopping.mode,
                              cfg.train.early_stopping.patience,
                              cfg.train.early_stopping.min_delta)
@@ -169,21 +178,32 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
         set_rng_state(state["rng"])
         pos = Position(**state["position"])
         pos.sums = {k: v.to(device) if k != "seconds" else v for k, v in pos.sums.items()}
-        run.write_metrics(pos.history)
+        if main:
+            run.write_metrics(pos.history)
     else:
         seed_everything(cfg.seed)
-        run.write_config(dump_yaml(cfg))
-        run.write_metrics([])
+        if main:
+            run.write_config(dump_yaml(cfg))
+            run.write_metrics([])
         pos = Position()
-    run.write_environment(environment(runtime))
+    if main:
+        run.write_environment({**environment(runtime), "processes": world.size})
+    # The training forward goes through DDP, which averages gradients over the processes;
+    # state, evaluation and hooks use the model itself.
+    net = model
+    if world.distributed:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
 
-    shown = Progress(cfg.train.epochs, steps_per_epoch, enabled=progress)
+    shown = Progress(cfg.train.epochs, steps_per_epoch, enabled=progress and main)
     shown.write(f"resuming {run.path} at epoch {pos.epoch + 1}, step {pos.step} (from "
                 f"{state_path.name})" if state is not None else f"run folder: {run.path}")
     started = time.perf_counter() - pos.elapsed
 
     def checkpoint() -> None:
         pos.elapsed = time.perf_counter() - started
+        if not main:
+            return
         if diagnostics is not None:
             diagnostics.save(run.path)  # first, so the checkpoint never counts unsaved samples
         position = {**pos.__dict__, "sums": {k: v.detach().cpu() for k, v in pos.sums.items()}}
@@ -202,7 +222,8 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
 
     def status(name: str, extra: dict | None = None) -> dict:
         summary = _summary(cfg, run, assembly, name, pos, time.perf_counter() - started, extra)
-        run.write_summary(summary)
+        if main:
+            run.write_summary(summary)
         return summary
 
     pending_losses: list[tuple[int, torch.Tensor]] = []
@@ -219,6 +240,12 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
         bad = next(((step, v) for (step, _), v in zip(pending_losses, values)
                     if not math.isfinite(v)), None)
         pending_losses.clear()
+        if world.distributed:
+            # Every process stops at the same step, or the others would wait forever.
+            first = torch.tensor([float(bad[0]) if bad else math.inf], dtype=torch.float64)
+            dist.all_reduce(first, op=dist.ReduceOp.MIN)
+            bad = None if math.isinf(first.item()) else (int(first.item()), bad[1] if bad
+                                                         else math.nan)
         if bad is None:
             return
         step, value = bad
@@ -256,7 +283,7 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
                 inputs = mixed.images if mixed else x
                 last_batch[:] = [inputs, y]
                 with diagnostics.capture() if sampled else nullcontext(), runtime.autocast():
-                    logits = model(inputs).float()
+                    logits = net(inputs).float()
                     loss = (mixed_loss(logits, mixed, cfg.train.label_smoothing) if mixed
                             else loss_of(logits, y))
                 scaled = loss / accumulate
@@ -313,6 +340,10 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
                     shown.step(pos.epoch + 1, step_in_epoch, float(sums["loss"]) / max(seen, 1),
                                float(sums["correct"]) / max(seen, 1), lr, rate)
                 stop_now = stop["signal"] is not None
+                if world.distributed:  # all processes stop at the same step
+                    flag = torch.tensor([1.0 if stop_now else 0.0])
+                    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+                    stop_now = bool(flag.item())
                 every = cfg.train.checkpoint_every
                 if stop_now or (every and pos.step % every == 0 and pos.micro < micro_per_epoch):
                     check_losses()
@@ -334,12 +365,13 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
             pos.history.append(record)
             if not pos.best or record["val_acc"] > pos.best["val_acc"]:
                 pos.best = {"val_acc": record["val_acc"], "epoch": pos.epoch + 1}
-                run.checkpoints.mkdir(parents=True, exist_ok=True)
-                save_weights(model, run.best_weights, {"weights": "best",
-                                                       "epoch": str(pos.epoch + 1)})
+                if main:
+                    run.checkpoints.mkdir(parents=True, exist_ok=True)
+                    save_weights(model, run.best_weights, {"weights": "best",
+                                                           "epoch": str(pos.epoch + 1)})
             if stopper is not None:
                 improved, stop_training = stopper.observe(pos.epoch + 1, record)
-                if improved and cfg.train.early_stopping.restore_best:
+                if improved and cfg.train.early_stopping.restore_best and main:
                     # Keep the weights of the model the metric measured: ema_* is the average.
                     watched = ema.model if stopper.metric.startswith("ema_") else model
                     save_weights(watched, run.checkpoints / EARLY_STOPPING_WEIGHTS,
@@ -347,7 +379,8 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
                 if stop_training:
                     pos.stopped_early = pos.epoch + 1
             schedule.observe(record)
-            run.append_metrics(record)
+            if main:
+                run.append_metrics(record)
             shown.epoch(record)
             if on_epoch is not None and on_epoch(record):
                 pos.pruned = True
@@ -372,6 +405,7 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
                       stopper.best_epoch, "early_stopping_best": stopper.best})
         if cfg.train.early_stopping.restore_best and stopper.best_epoch is not None:
             final = ema.model if stopper.metric.startswith("ema_") else model
+            world.barrier()  # rank 0 wrote the file
             load_weights(final, run.checkpoints / EARLY_STOPPING_WEIGHTS)
             extra.update({"restored_epoch": stopper.best_epoch,
                           "weights": "ema" if final is not model else "raw"})
@@ -380,33 +414,40 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
         extra["diagnostics"] = {"alarms": len(diagnostics.alarms),
                                 "overhead": diagnostics.overhead()}
     if not assembly.data.val_is_test:
-        test = evaluate(final, assembly.eval_batches("test"), runtime, num_classes)
+        test = evaluate(final, assembly.eval_batches("test"), runtime, num_classes, world)
         extra.update({f"test_{k}": v for k, v in test.items()})
-    if ema:
+    if ema and main:
         save_weights(model, run.path / "model_raw.safetensors",
                      {"weights": "final", "average": "none", "epoch": str(pos.epoch)})
-    save_weights(final, run.final_weights,
-                 {"weights": "final", "average": extra["weights"],
-                  "epoch": str(extra.get("restored_epoch", pos.epoch))})
+    if main:
+        save_weights(final, run.final_weights,
+                     {"weights": "final", "average": extra["weights"],
+                      "epoch": str(extra.get("restored_epoch", pos.epoch))})
+    if world.distributed:
+        extra["processes"] = world.size
     summary = status("pruned" if pos.pruned else "completed", extra)
     shown.close()
+    world.barrier()
     return summary
 
 
 def _epoch_record(assembly, model, ema, schedule, pos: Position, sums: dict,
                   train_seconds: float, seconds: float) -> dict:
     """The metrics.jsonl line of the epoch that just ended."""
-    runtime, num_classes = assembly.runtime, assembly.data.num_classes
-    trained = int(sums["count"])
-    val = evaluate(model, assembly.eval_batches("val"), runtime, num_classes)
+    runtime, num_classes, world = assembly.runtime, assembly.data.num_classes, assembly.world
+    # Each process summed its own slice of every batch: add them up for the whole epoch.
+    totals = world.sum(torch.stack([sums["loss"].double(), sums["correct"].double(),
+                                    sums["count"].double()]).to(runtime.device)).tolist()
+    trained = int(totals[2])
+    val = evaluate(model, assembly.eval_batches("val"), runtime, num_classes, world)
     record = {"epoch": pos.epoch + 1, "step": pos.step,
-              "train_loss": float(sums["loss"]) / max(trained, 1),
-              "train_acc": float(sums["correct"]) / max(trained, 1),
+              "train_loss": totals[0] / max(trained, 1),
+              "train_acc": totals[1] / max(trained, 1),
               "val_loss": val["loss"], "val_acc": val["acc"]}
     if "top5" in val:
         record["val_top5"] = val["top5"]
     if ema is not None:
-        averaged = evaluate(ema.model, assembly.eval_batches("val"), runtime, num_classes)
+        averaged = evaluate(ema.model, assembly.eval_batches("val"), runtime, num_classes, world)
         record.update({f"ema_val_{k}": v for k, v in averaged.items()})
     record.update({"lr": schedule.lr(max(pos.step - 1, 0)),
                    "images_per_s": trained / max(train_seconds, 1e-9),

@@ -49,14 +49,18 @@ def batches_per_epoch(images: int, batch_size: int) -> int:
 
 
 class TrainBatches:
+    """Seeded, augmented training batches. With `shard=(rank, size)` (one process of a
+    distributed run) every process builds the same global batch and keeps its slice."""
+
     def __init__(self, images: ImageSet, batch_size: int, seed: int, device: torch.device,
-                 augmenter: Augmenter, workers: int = 0):
+                 augmenter: Augmenter, workers: int = 0, shard: tuple[int, int] = (0, 1)):
         self.source = images
         self.batch_size = min(batch_size, len(images))
         self.seed = seed
         self.device = device
         self.augment = augmenter
         self.workers = workers
+        self.rank, self.shards = shard
         if images.in_memory:
             self.images = images.images.to(device)
             self.labels = images.labels.to(device)
@@ -82,13 +86,22 @@ class TrainBatches:
             raw = ((x.to(self.device, non_blocking=True), y.to(self.device))
                    for x, y in _stream(self.source, batches, self.workers))
         for step, (images, labels) in zip(steps, raw):
-            yield self.augment(images, generator(self.seed, "augment", epoch, step)), labels
+            x = self.augment(images, generator(self.seed, "augment", epoch, step))
+            if self.shards > 1:
+                size = x.shape[0] // self.shards
+                x = x[self.rank * size:(self.rank + 1) * size]
+                labels = labels[self.rank * size:(self.rank + 1) * size]
+            yield x, labels
 
 
 def eval_batches(images: ImageSet, batch_size: int, device: torch.device, normalizer: Normalizer,
-                 workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                 workers: int = 0, shard: tuple[int, int] = (0, 1)
+                 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Sequential batches; with `shard=(rank, size)` this process's share of them (the sums
+    are then added up across processes)."""
+    rank, shards = shard
     batches = [torch.arange(i, min(i + batch_size, len(images)))
-               for i in range(0, len(images), batch_size)]
+               for i in range(0, len(images), batch_size)][rank::shards]
     if images.in_memory:
         for b in batches:
             yield normalizer(images.images[b].to(device)), images.labels[b].to(device)

@@ -84,6 +84,10 @@ def enqueue_missing(study: optuna.Study, factors: list[Factor], seeds: list[int]
 def launch_workers(storage_url: str, study_name: str, workers: int, interval: float,
                    progress: bool) -> None:
     """W workers on this machine share its cores: each trains with cores/W threads."""
+    if workers == 0:
+        print(f"runs queued; start workers with: cnnlab worker --storage {storage_url} --study "
+              f"{study_name}", file=sys.stderr)
+        return
     threads = max(1, available_cores() // workers)
     if workers == 1:
         work(storage_url, study_name, threads, interval, progress, salt=0)
@@ -102,8 +106,9 @@ def ablate(config_path: str, extra: list[str], vary: list[str], seeds: int,
            baselines: list[str] = (), metric: str = "val_acc",
            interval: float = DEFAULT_HEARTBEAT, progress: bool = False,
            runs_root: str = "runs") -> optuna.Study:
-    if seeds < 1 or workers < 1:
-        raise UserError("--seeds and --workers must be at least 1")
+    if seeds < 1 or workers < 0:
+        raise UserError("--seeds must be at least 1 and --workers at least 0 (0 only queues the "
+                        "runs, for `cnnlab worker` processes to take)")
     base = base_config(config_path, extra)
     factors = parse_factors(vary, list(baselines))
     validate_combinations(base, factors)

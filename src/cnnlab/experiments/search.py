@@ -78,8 +78,9 @@ def search(config_path: str, extra: list[str], space_path: str, trials: int,
            storage_url: str | None = None, study_name: str | None = None,
            metric: str = "val_acc", interval: float = DEFAULT_HEARTBEAT,
            progress: bool = False, runs_root: str = "runs") -> optuna.Study:
-    if trials < 1 or workers < 1:
-        raise UserError("--trials and --workers must be at least 1")
+    if trials < 1 or workers < 0:
+        raise UserError("--trials must be at least 1 and --workers at least 0 (0 only creates "
+                        "the study, for `cnnlab worker` processes to serve)")
     if sampler not in SAMPLERS or pruner not in PRUNERS:
         raise UserError(f"--sampler must be one of {', '.join(SAMPLERS)} and --pruner one of "
                         f"{', '.join(PRUNERS)}")
