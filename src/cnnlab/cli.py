@@ -390,6 +390,17 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("report")
+def _report(args: argparse.Namespace) -> int:
+    from cnnlab.report.page import build_report
+
+    path = build_report(args.sources, args.out, storage=args.storage, metric=args.metric,
+                        lr_find=args.lr_find, diagnostics_run=args.diagnostics_run,
+                        baselines=args.baseline)
+    print(f"report: {path}")
+    return 0
+
+
 # -------------------------------------------------------------------------------------------
 
 
@@ -504,6 +515,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metric", help="default: the study's metric, or val_acc")
     p.add_argument("--baseline", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("report", help="one self-contained HTML page (or Markdown + PNGs)")
+    p.add_argument("sources", nargs="+", metavar="STUDY_OR_RUN_DIRS")
+    p.add_argument("-o", "--out", required=True, help="report.html or report.md")
+    p.add_argument("--storage", help="the study's journal file or database URL")
+    p.add_argument("--metric", help="default: the study's metric, or val_acc")
+    p.add_argument("--lr-find", help="a `cnnlab lr-find --json` result to include")
+    p.add_argument("--diagnostics-run", help="the run whose diagnostics to show (default: best)")
+    p.add_argument("--baseline", action="append", default=[], metavar="KEY=VALUE")
 
     p = sub.add_parser("list", help="list every name the config accepts")
     p.add_argument("kind", nargs="?", help="models, datasets, activations, norms, inits, "

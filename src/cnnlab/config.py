@@ -126,6 +126,8 @@ class TrainConfig(Options):
     compile: bool = False
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     checkpoint_every: int = Field(0, ge=0, description="optimizer steps; 0: at epoch ends only")
+    tta: Literal["none", "flip"] = Field("none", description="test-time augmentation of "
+                                         "evaluation: flip averages an image and its mirror")
     sync_bn: bool = Field(False, description="batch-norm statistics over all processes of a "
                           "distributed run")
     log_every: int = Field(10, ge=1, description="steps between progress updates")

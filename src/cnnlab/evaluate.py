@@ -16,8 +16,10 @@ TOP5_MIN_CLASSES = 10
 
 @torch.no_grad()
 def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-             runtime: Runtime, num_classes: int, world=None) -> dict[str, float]:
+             runtime: Runtime, num_classes: int, world=None, tta: str = "none"
+             ) -> dict[str, float]:
     """Mean cross-entropy (no label smoothing), accuracy and, with 10+ classes, top-5 accuracy.
+    With `tta="flip"` the logits are the mean of the image's and its mirror image's.
     In a distributed run each process sees its share of the batches and the sums are added."""
     was_training = model.training
     model.eval()
@@ -29,8 +31,9 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
     try:
         for x, y in batches:
             with runtime.autocast():
-                logits = model(x)
-            logits = logits.float()
+                logits = model(x).float()
+                if tta == "flip":
+                    logits = (logits + model(x.flip(3)).float()) / 2
             loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
             correct += (logits.argmax(1) == y).sum()
             if num_classes >= TOP5_MIN_CLASSES:
@@ -73,7 +76,7 @@ def evaluate_run(run_dir: str | Path, weights: str = "final", split: str = "val"
     assembly = assemble(cfg)
     load_weights(assembly.model, path)
     metrics = evaluate(assembly.model, assembly.eval_batches(split), assembly.runtime,
-                       assembly.data.num_classes)
+                       assembly.data.num_classes, tta=cfg.train.tta)
     size = {"val": len(assembly.data.val), "test": len(assembly.data.test),
             "train": len(assembly.data.train)}[split]
     return {"run": str(run.path), "weights": weights, "split": split, "images": size,

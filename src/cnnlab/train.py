@@ -414,7 +414,8 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
         extra["diagnostics"] = {"alarms": len(diagnostics.alarms),
                                 "overhead": diagnostics.overhead()}
     if not assembly.data.val_is_test:
-        test = evaluate(final, assembly.eval_batches("test"), runtime, num_classes, world)
+        test = evaluate(final, assembly.eval_batches("test"), runtime, num_classes, world,
+                        cfg.train.tta)
         extra.update({f"test_{k}": v for k, v in test.items()})
     if ema and main:
         save_weights(model, run.path / "model_raw.safetensors",
@@ -439,7 +440,8 @@ def _epoch_record(assembly, model, ema, schedule, pos: Position, sums: dict,
     totals = world.sum(torch.stack([sums["loss"].double(), sums["correct"].double(),
                                     sums["count"].double()]).to(runtime.device)).tolist()
     trained = int(totals[2])
-    val = evaluate(model, assembly.eval_batches("val"), runtime, num_classes, world)
+    tta = assembly.cfg.train.tta
+    val = evaluate(model, assembly.eval_batches("val"), runtime, num_classes, world, tta)
     record = {"epoch": pos.epoch + 1, "step": pos.step,
               "train_loss": totals[0] / max(trained, 1),
               "train_acc": totals[1] / max(trained, 1),
@@ -447,7 +449,8 @@ def _epoch_record(assembly, model, ema, schedule, pos: Position, sums: dict,
     if "top5" in val:
         record["val_top5"] = val["top5"]
     if ema is not None:
-        averaged = evaluate(ema.model, assembly.eval_batches("val"), runtime, num_classes, world)
+        averaged = evaluate(ema.model, assembly.eval_batches("val"), runtime, num_classes, world,
+                            tta)
         record.update({f"ema_val_{k}": v for k, v in averaged.items()})
     record.update({"lr": schedule.lr(max(pos.step - 1, 0)),
                    "images_per_s": trained / max(train_seconds, 1e-9),

@@ -308,7 +308,7 @@ def cyclic(o, ctx, length):
     return Curve(lr, momentum if has_momentum else None)
 
 
-@_register("plateau", "divide by 1/factor when `metric` stops improving for `patience` epochs "
+@_register("plateau", "multiply by factor when `metric` has not improved for `patience` epochs "
            "(stateful, checkpointed)", PlateauOptions)
 def plateau(o, ctx, length):
     # The curve is a constant; `Schedule` applies the plateau factor it keeps in its state.

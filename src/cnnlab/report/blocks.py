@@ -67,7 +67,8 @@ def number(value: float | None, fmt: str = ".4f") -> Cell:
     value = float(value)
     if math.isinf(value):
         return Cell("+inf" if value > 0 else "-inf", value)
-    return Cell(format(value, fmt), value)
+    shown = int(value) if fmt.endswith("d") else value  # counts are integers
+    return Cell(format(shown, fmt), value)
 
 
 def interval(bounds, fmt: str = ".4f") -> Cell:

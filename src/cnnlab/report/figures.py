@@ -18,7 +18,8 @@ _LINESTYLES = ["-", "--", ":", "-."]
 
 METRIC_NAMES = {"acc": "accuracy (fraction)", "top5": "top-5 accuracy (fraction)",
                 "loss": "loss (cross-entropy)"}
-SPLIT_NAMES = {"val": "validation", "test": "test", "train": "training", "ema_val": "EMA validation"}
+SPLIT_NAMES = {"val": "validation", "test": "test", "train": "training",
+               "ema_val": "EMA validation"}
 
 
 def metric_label(metric: str) -> str:
@@ -69,10 +70,22 @@ def mean_ci_band(series: list[list[float | None]], confidence: float = 0.95) -> 
             "n": count}
 
 
-def _legend_below(fig, axis, count: int) -> None:
-    # Below the plot, so long combination labels never cover a curve.
-    fig.legend(*axis.get_legend_handles_labels(), loc="outside lower center", fontsize=8,
-               ncols=1 if count > 4 else max(count, 1))
+def _legend_below(fig, axis) -> None:
+    # Below the plot, so long combination labels never cover a curve; as many columns as fit
+    # the figure's width (about 110 characters at this font size).
+    handles, labels = axis.get_legend_handles_labels()
+    longest = max((len(label) for label in labels), default=1)
+    columns = max(1, min(len(labels), 110 // (longest + 6)))
+    fig.legend(handles, labels, loc="outside lower center", fontsize=8, ncols=columns)
+
+
+def metric_bounds(metric: str) -> tuple[float, float]:
+    """The values a metric can take: accuracies are fractions, losses are non-negative."""
+    if metric.endswith(("_acc", "_top5")):
+        return (0.0, 1.0)
+    if metric.endswith("_loss"):
+        return (0.0, math.inf)
+    return (-math.inf, math.inf)
 
 
 def plot_learning_curves(curves: list[tuple[str, list[list[float | None]]]], metric: str,
@@ -80,8 +93,13 @@ def plot_learning_curves(curves: list[tuple[str, list[list[float | None]]]], met
     """One line per combination: the mean over seeds per epoch, with its 95% band."""
     fig, axes = figure(width=8.0, height=4.2 + 0.22 * len(curves))
     axis = axes[0][0]
+    low_bound, high_bound = metric_bounds(metric)
     for index, (label, series) in enumerate(curves):
         band = mean_ci_band(series)
+        # With two or three seeds a t-interval can pass 1.0 for an accuracy; the band is cut
+        # at what the metric can reach, so the axis keeps the curves readable.
+        band["low"] = np.clip(band["low"], low_bound, high_bound)
+        band["high"] = np.clip(band["high"], low_bound, high_bound)
         style = line_style(index)
         seeds = max(band["n"], default=0)
         axis.plot(band["epoch"], band["mean"], marker="o" if len(band["epoch"]) <= 12 else None,
@@ -93,7 +111,7 @@ def plot_learning_curves(curves: list[tuple[str, list[list[float | None]]]], met
              title=f"{metric} per epoch: mean over seeds, 95% t-interval band")
     axis.xaxis.get_major_locator().set_params(integer=True)
     axis.grid(True, alpha=0.3)
-    _legend_below(fig, axis, len(curves))
+    _legend_below(fig, axis)
     save(fig, path)
     return Path(path)
 
@@ -146,7 +164,7 @@ def plot_confusion(matrix: np.ndarray, classes: list[str], title: str, path: str
     """Counts of (true, predicted) test images; a sequential map so darker never means 'less
     wrong' in one corner and 'more' in another."""
     count = len(classes)
-    side = min(4.0 + 0.35 * count, 14.0)
+    side = min(3.2 + 0.3 * count, 12.0)
     fig, axes = figure(width=side + 1.2, height=side)
     axis = axes[0][0]
     image = axis.imshow(matrix, cmap="viridis", interpolation="nearest")

@@ -18,7 +18,7 @@ from cnnlab.assemble import Assembly, assemble
 from cnnlab.config import load_config
 
 # Settings of the machine that trained the run, re-decided for the machine reading it.
-RUNTIME_OVERRIDES = ["train.device=auto", "train.amp=off", "train.compile=false",
+RUNTIME_OVERRIDES = ["train.device=auto", "train.amp='off'", "train.compile=false",
                      "train.threads=null"]
 
 

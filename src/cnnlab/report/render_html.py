@@ -18,14 +18,15 @@ POLICY = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; color: #1b1b1b;
-       max-width: 1150px; margin: 2em auto; padding: 0 1.2em; line-height: 1.45; }
+       max-width: 1250px; margin: 2em auto; padding: 0 1.2em; line-height: 1.45; }
 h1 { margin-bottom: 0.2em; }
 h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 2em; }
 p.intro { color: #555; margin-top: 0; }
 nav a { margin-right: 1em; white-space: nowrap; }
 .scroll { overflow-x: auto; margin: 0.8em 0; }
 table { border-collapse: collapse; font-size: 0.85em; }
-th, td { border: 1px solid #ddd; padding: 0.25em 0.55em; text-align: left; vertical-align: top; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.55em; text-align: left; vertical-align: top;
+         white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 thead th { background: #f3f3f3; position: sticky; top: 0; }
 table.sortable thead th { cursor: pointer; user-select: none; }
@@ -110,7 +111,9 @@ def _cell(cell: Cell) -> str:
 def table_html(table: Table) -> str:
     classes = ' class="sortable"' if table.sortable else ""
     ident = f' id="{escape(table.table_id)}"' if table.table_id else ""
-    caption = f"<caption>{escape(table.caption)}</caption>" if table.caption else ""
+    hint = "click a header to sort" if table.sortable else ""
+    words = "; ".join(part for part in (table.caption, hint) if part)
+    caption = f"<caption>{escape(words)}</caption>" if words else ""
     head = "".join(f'<th scope="col">{escape(h)}</th>' for h in table.headers)
     body = "\n".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in table.rows)
     return (f'<div class="scroll"><table{classes}{ident}>{caption}<thead><tr>{head}</tr></thead>'

@@ -43,10 +43,21 @@ def load_input(sources: list[str], storage: str | None, metric: str | None) -> R
 
 
 def _from_study(name: str, storage: str | None, metric: str | None) -> ReportInput:
-    from cnnlab.experiments.store import count_states, load_study, open_storage
+    from cnnlab.experiments.store import DEFAULT_STORAGE, count_states, load_study, open_storage
 
-    results = from_study(storage, name, metric)
+    where = storage or DEFAULT_STORAGE
+    if "://" not in where and not Path(where).exists():
+        # Opening a journal path creates the file; a report only reads, so say what is missing.
+        raise UserError(f"{name} is not a folder, and the study storage {where} does not exist; "
+                        "give run folders, or a study name with --storage JOURNAL_OR_URL")
     study = load_study(open_storage(storage), name)
+    if study.user_attrs.get("kind") == "search":
+        from cnnlab.experiments.design import folder_name
+
+        runs = Path(study.user_attrs.get("runs_root", "runs")) / folder_name(name)
+        raise UserError(f"study {name} is a search, which has no factors to compare; report "
+                        f"its trials as run folders instead: {runs}")
+    results = from_study(storage, name, metric)
     base = study.user_attrs.get("config")
     text = yaml.safe_dump(base, sort_keys=False) if base is not None else None
     return ReportInput(results, "study", f"study {name}", text,
