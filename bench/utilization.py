@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 import cnnlab
-from benchlib import build, cifar_images, header, normalize, plain_steps
+from benchlib import build, cifar_images, header, plain_steps
 from cnnlab.components.optimizers import build_optimizer
 from cnnlab.runtime import available_cores
 

@@ -123,7 +123,8 @@ class TrainConfig(Options):
     device: str = "auto"
     threads: int | None = Field(None, ge=1, description="default: every core this process may use")
     channels_last: Literal["auto"] | bool = "auto"
-    compile: bool = False
+    compile: bool = Field(False, description="torch.compile the training forward; compiling "
+                          "costs its time in the first steps (see bench/choices.py)")
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     checkpoint_every: int = Field(0, ge=0, description="optimizer steps; 0: at epoch ends only")
     tta: Literal["none", "flip"] = Field("none", description="test-time augmentation of "

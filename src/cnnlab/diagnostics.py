@@ -27,11 +27,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from cnnlab.components.activations import Activation
-from cnnlab.components.init import WEIGHT_TYPES
-from cnnlab.components.norms import is_norm
+from cnnlab.components.kinds import layer_kind
 
 BINS = 64
+# Layer statistics read the first images of the sampled batch only: 64 images give each channel
+# tens of thousands of values on CIFAR-size maps, and reading whole 512-image batches made a
+# sample cost several plain steps on a 2-core CPU (bench/loop_overhead.py).
+SAMPLE_IMAGES = 64
 FILE = "diagnostics.npz"
 PER_LAYER = ("mean", "std", "peak", "finite", "saturated", "dead")  # every hooked layer
 PER_WEIGHT = ("weight_norm", "grad_norm", "update_ratio")  # conv and linear layers
@@ -47,18 +49,6 @@ UPDATE_RATIO_LOW, UPDATE_RATIO_HIGH = 1e-5, 1e-1
 # Update ratios are judged after warmup and while the LR is at least this share of its peak: in a
 # warmup or at the end of a cosine schedule, small updates are intended.
 UPDATE_RATIO_MIN_LR_SHARE = 0.1
-
-
-def layer_kind(module: nn.Module) -> str | None:
-    if isinstance(module, Activation):
-        return "activation"
-    if is_norm(module):
-        return "norm"
-    if isinstance(module, nn.Linear):
-        return "linear"
-    if isinstance(module, WEIGHT_TYPES):
-        return "conv"
-    return None
 
 
 @dataclass
@@ -113,17 +103,18 @@ class Diagnostics:
         def hook(module, inputs, output):
             if outputs[index] is not None or not torch.is_tensor(output):
                 return  # a module called twice in one pass: keep its first call
-            x = output.detach().float()
+            finite = torch.isfinite(output).all()  # every image: a NaN anywhere counts
+            x = output.detach()[:SAMPLE_IMAGES].float()
             peak = x.abs().max()
             if self.ranges[index] == 0.0:
                 # The first sample of a layer needs its range before binning: one sync, once.
                 self.ranges[index] = 2.0 ** math.ceil(math.log2(max(float(peak), 1e-12)))
             bound = self.ranges[index]
             stats = {"mean": x.mean(), "std": x.std(), "peak": peak,
-                     "finite": torch.isfinite(x).all(),
+                     "finite": finite,
                      "hist": torch.histc(x.nan_to_num(), BINS, -bound, bound)}
             if layer.kind == "activation":
-                pre = inputs[0].detach()
+                pre = inputs[0].detach()[:SAMPLE_IMAGES]
                 stats["saturated"] = module.saturated(pre).float().mean()
                 units = pre.transpose(0, 1).reshape(pre.shape[1], -1) if pre.dim() > 1 \
                     else pre[None]

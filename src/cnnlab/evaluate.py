@@ -53,6 +53,11 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
     return metrics
 
 
+# Where and how to run may change between training and evaluation (a GPU run evaluated on a
+# laptop); what is evaluated may not.
+RUNTIME_KEYS = ("train.device", "train.threads", "train.amp", "train.channels_last")
+
+
 def evaluate_run(run_dir: str | Path, weights: str = "final", split: str = "val",
                  overrides: list[str] | tuple = ()) -> dict:
     """Evaluate a finished (or interrupted) run's final or best weights on a split."""
@@ -64,9 +69,15 @@ def evaluate_run(run_dir: str | Path, weights: str = "final", split: str = "val"
 
     run = RunDir.open(Path(run_dir))
     for override in overrides:
-        if not override.startswith("data."):
-            raise UserError(f"eval takes only data.* overrides (the model must stay the one that "
-                            f"was trained); received '{override}'")
+        key = override.split("=", 1)[0].strip()
+        if not (key.startswith("data.") or key in RUNTIME_KEYS):
+            raise UserError(f"eval takes only data.* and {', '.join(RUNTIME_KEYS)} overrides "
+                            f"(the model must stay the one that was trained); received "
+                            f"'{override}'")
+    keys = {override.split("=", 1)[0].strip() for override in overrides}
+    if "train.device" in keys and "train.amp" not in keys:
+        # The trained precision may not exist on the new device (fp16 is GPU-only).
+        overrides = [*overrides, "train.amp=auto"]
     cfg = load_config(run.config, overrides)
     path = run.final_weights if weights == "final" else run.best_weights
     if not path.exists():

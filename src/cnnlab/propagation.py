@@ -17,9 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnlab.components.activations import Activation
 from cnnlab.components.init import WEIGHT_TYPES
-from cnnlab.components.norms import is_norm
+from cnnlab.components.kinds import layer_kind
 
 # A signal that shrinks or grows by more than this factor between the first weight layer and the
 # last (forward: output std; backward: gradient std) is called vanishing or exploding.
@@ -60,18 +59,6 @@ class LayerStats:
     rule: str | None = None
 
 
-def _kind(module: nn.Module) -> str | None:
-    if isinstance(module, Activation):
-        return "activation"
-    if is_norm(module):
-        return "norm"
-    if isinstance(module, nn.Linear):
-        return "linear"
-    if isinstance(module, WEIGHT_TYPES):
-        return "conv"
-    return None
-
-
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
@@ -88,7 +75,7 @@ def measure(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
 
     def forward_hook(name: str, module: nn.Module):
         def hook(mod, inputs, output):
-            kind = _kind(mod)
+            kind = layer_kind(mod)
             stats = LayerStats(name, kind, type(mod).__name__)
             out = output.detach().float()
             stats.mean, stats.std = float(out.mean()), float(out.std())
@@ -104,7 +91,7 @@ def measure(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
         return hook
 
     for name, module in model.named_modules():
-        if _kind(module) is not None:
+        if layer_kind(module) is not None:
             handles.append(module.register_forward_hook(forward_hook(name, module)))
     buffers = {name: b.clone() for name, b in model.named_buffers()}
     was_training = model.training

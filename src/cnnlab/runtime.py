@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -72,6 +73,11 @@ def resolve_amp(setting: str, device: torch.device) -> str:
     if setting == "fp16" and device.type != "cuda":
         raise UserError(f"train.amp=fp16 needs a CUDA GPU but the device is {device}; use "
                         "train.amp=bf16 or off")
+    if setting == "bf16" and device.type == "cpu" and not cpu_has_fast_bf16():
+        warnings.warn("train.amp=bf16 asks for bf16 autocast, but this CPU has neither AMX nor "
+                      "AVX-512 BF16, where it runs many times slower than fp32; training in "
+                      "fp32 instead (the run's config.yaml records amp: 'off')", stacklevel=2)
+        return "off"
     return setting
 
 

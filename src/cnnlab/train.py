@@ -194,6 +194,11 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
     if world.distributed:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
+    # Compiled graphs serve the ordinary steps; a step that diagnostics sample runs eagerly,
+    # so their hooks see every layer and never force a recompilation.
+    eager_net = net
+    if cfg.train.compile:
+        net = torch.compile(net)
 
     shown = Progress(cfg.train.epochs, steps_per_epoch, enabled=progress and main)
     shown.write(f"resuming {run.path} at epoch {pos.epoch + 1}, step {pos.step} (from "
@@ -283,7 +288,7 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
                 inputs = mixed.images if mixed else x
                 last_batch[:] = [inputs, y]
                 with diagnostics.capture() if sampled else nullcontext(), runtime.autocast():
-                    logits = net(inputs).float()
+                    logits = (eager_net if sampled else net)(inputs).float()
                     loss = (mixed_loss(logits, mixed, cfg.train.label_smoothing) if mixed
                             else loss_of(logits, y))
                 scaled = loss / accumulate
@@ -358,6 +363,8 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
                         f"stopped at step {pos.step} (epoch {pos.epoch + 1}); a checkpoint was "
                         f"written: continue with `cnnlab train --resume {run.path}`")
             check_losses()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)  # the epoch's time includes its queued GPU work
 
             record = _epoch_record(assembly, model, ema, schedule, pos, sums,
                                    float(sums["seconds"]) + time.perf_counter() - epoch_started,

@@ -2,10 +2,8 @@
 run), never a traceback; and a run that diverges loses nothing already written."""
 
 import json
-from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from tests.conftest import cli, write_config

@@ -321,6 +321,11 @@ def _fixup(shape):
                       what=f"fixup {activation}")
 
 
+def _whitening(shape):
+    # The per-layer step: He normal, like fixup's; the filters are set from data afterwards.
+    _fixup(shape)
+
+
 THEORY = {
     "zeros": _zeros,
     "constant": _constant,
@@ -338,6 +343,7 @@ THEORY = {
     "torch_default": _torch_default,
     "lsuv": _lsuv,
     "fixup": _fixup,
+    "whitening": _whitening,
 }
 
 
@@ -909,3 +915,30 @@ def test_a_forced_gain_that_does_not_match_the_activation_warns():
 ])
 def test_matching_or_unforced_gains_do_not_warn(activation, init_cfg):
     assert build_quietly(activation, init_cfg) == []
+
+
+def test_whitening_makes_the_first_layers_outputs_unit_variance_and_decorrelated():
+    gen = torch.Generator().manual_seed(0)
+    # Correlated channels and neighbouring pixels, as in real images.
+    base = torch.randn(128, 1, 10, 10, generator=gen)
+    images = torch.cat([base, 0.8 * base + 0.2 * torch.randn(128, 1, 10, 10, generator=gen),
+                        torch.randn(128, 1, 10, 10, generator=gen)], dim=1)
+    images = images + torch.roll(images, 1, dims=3)
+    rules = {"default": "kaiming_normal", "rules": [{"match": "stem.0", "init": "whitening"}]}
+    model, _ = build_model(spec(arch="fastnet", widths=[8, 8, 8], stem_width=24, init=rules), 3,
+                           10, (10, 10), 0, sample_batch=lambda: images)
+    out = model.stem[0](images).detach() - model.stem[0].bias.detach()[None, :, None, None]
+    first = out[:, :12].transpose(0, 1).reshape(12, -1)
+    covariance = torch.cov(first)
+    assert torch.allclose(covariance.diagonal(), torch.ones(12), atol=0.05)
+    off_diagonal = covariance - torch.diag(covariance.diagonal())
+    assert off_diagonal.abs().max() < 0.05
+    assert torch.allclose(model.stem[0].weight[12:], -model.stem[0].weight[:12])
+
+
+def test_whitening_only_applies_to_the_first_convolution():
+    rules = {"default": "kaiming_normal", "rules": [{"match": "groups.0.conv1",
+                                                     "init": "whitening"}]}
+    with pytest.raises(UserError, match="first convolution"):
+        build_model(spec(arch="fastnet", widths=[8, 8, 8], init=rules), 3, 10, (10, 10), 0,
+                    sample_batch=lambda: torch.randn(8, 3, 10, 10))

@@ -241,6 +241,18 @@ def fixup(tensor, options, ctx):
     _normal_std(tensor, ctx.gain / math.sqrt(ctx.fan_in), ctx)
 
 
+class WhiteningOptions(Options):
+    eps: float = Field(5e-4, gt=0.0, description="added to each eigenvalue before 1/sqrt")
+
+
+@_register("whitening", "patch whitening of the first convolution (Page 2018, airbench): filters "
+           "are the eigenvectors of the image-patch covariance over sqrt(eigenvalue), +- pairs",
+           WhiteningOptions, procedure=True)
+def whitening(tensor, options, ctx):
+    # The per-layer step; `apply_whitening` sets the filters from data afterwards.
+    _normal_std(tensor, ctx.gain / math.sqrt(ctx.fan_in), ctx)
+
+
 # ---------------------------------------------------------------------------------------------
 # Applying a config to a model.
 
@@ -371,13 +383,55 @@ def initialize(
         apply_fixup(model, procedures["fixup"])
     if init_cfg.zero_init_residual:
         apply_zero_init_residual(model)
+    if "whitening" in procedures:
+        if sample_batch is None:
+            raise UserError("init whitening needs a batch of training data, and none was given")
+        apply_whitening(model, procedures["whitening"], sample_batch(),
+                        _spec_named(init_cfg, "whitening"))
     if "lsuv" in procedures:
         if sample_batch is None:
             raise UserError("init lsuv needs a batch of training data, and none was given")
-        lsuv_spec = init_cfg.default if init_cfg.default.name == "lsuv" else next(
-            r.init for r in init_cfg.rules if r.init is not None and r.init.name == "lsuv")
-        apply_lsuv(model, procedures["lsuv"], sample_batch(), lsuv_spec)
+        apply_lsuv(model, procedures["lsuv"], sample_batch(), _spec_named(init_cfg, "lsuv"))
     return assignments
+
+
+def _spec_named(init_cfg, name: str):
+    """The spec (default or first rule) that names a whole-model initializer."""
+    if init_cfg.default.name == name:
+        return init_cfg.default
+    return next(r.init for r in init_cfg.rules if r.init is not None and r.init.name == name)
+
+
+def apply_whitening(model: nn.Module, layers: list[tuple[str, nn.Module]], batch: torch.Tensor,
+                    spec) -> None:
+    """Set the first convolution's filters to whiten the image patches it sees.
+
+    With D = channels x kernel area, the patch covariance C = P^T P / n has eigenpairs
+    (lambda_i, v_i); the filter v_i / sqrt(lambda_i + eps) maps a patch to a coordinate of unit
+    variance, decorrelated from the others. Filters come in +- pairs (so a following ReLU-like
+    activation keeps both signs), largest eigenvalues first; channels beyond 2D keep their
+    random init.
+    """
+    options = entry_options(INITS.get("whitening"), spec)
+    for name, conv in layers:
+        if not isinstance(conv, nn.Conv2d) or conv.in_channels != batch.shape[1] or \
+                conv.groups != 1:
+            raise UserError(f"init whitening applies to the first convolution, which sees the "
+                            f"images; it matched {name}, which does not")
+        patches = torch.nn.functional.unfold(batch.float(), conv.kernel_size,
+                                             dilation=conv.dilation, padding=conv.padding,
+                                             stride=conv.stride)  # N x D x L
+        flat = patches.transpose(1, 2).reshape(-1, patches.shape[1]).double()
+        covariance = flat.T @ flat / flat.shape[0]
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending
+        order = torch.argsort(eigenvalues, descending=True)
+        filters = (eigenvectors[:, order] / torch.sqrt(eigenvalues[order] + options.eps)).T
+        paired = torch.cat([filters, -filters]).to(conv.weight.dtype)
+        count = min(conv.out_channels, paired.shape[0])
+        with torch.no_grad():
+            conv.weight[:count] = paired[:count].view(count, *conv.weight.shape[1:])
+            if conv.bias is not None:
+                conv.bias[:count].zero_()
 
 
 def residual_branches(model: nn.Module, why: str) -> list:
