@@ -68,13 +68,12 @@ def evaluate_run(run_dir: str | Path, weights: str = "final", split: str = "val"
     from cnnlab.rundir import RunDir
 
     run = RunDir.open(Path(run_dir))
-    for override in overrides:
-        key = override.split("=", 1)[0].strip()
+    keys = [override.split("=", 1)[0].strip() for override in overrides]
+    for key, override in zip(keys, overrides):
         if not (key.startswith("data.") or key in RUNTIME_KEYS):
             raise UserError(f"eval takes only data.* and {', '.join(RUNTIME_KEYS)} overrides "
                             f"(the model must stay the one that was trained); received "
                             f"'{override}'")
-    keys = {override.split("=", 1)[0].strip() for override in overrides}
     if "train.device" in keys and "train.amp" not in keys:
         # The trained precision may not exist on the new device (fp16 is GPU-only).
         overrides = [*overrides, "train.amp=auto"]

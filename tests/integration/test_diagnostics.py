@@ -90,6 +90,22 @@ def test_hooks_are_removed_even_when_the_step_fails():
     assert all(not m._forward_hooks for m in model.modules())
 
 
+def test_layer_statistics_read_the_first_images_but_the_finite_check_reads_all():
+    from cnnlab.diagnostics import SAMPLE_IMAGES
+
+    conv = torch.nn.Conv2d(1, 1, 1, bias=False)
+    torch.nn.init.ones_(conv.weight)
+    diagnostics = Diagnostics(torch.nn.Sequential(conv), every=1)
+    images = torch.ones(SAMPLE_IMAGES + 8, 1, 4, 4)
+    images[SAMPLE_IMAGES:] = 100.0  # outside the statistics' images: the mean stays 1
+    images[-1, 0, 0, 0] = float("nan")  # the last image only: the finite check must see it
+    with diagnostics.capture():
+        conv(images)
+    (stats,) = diagnostics._pending["outputs"]
+    assert float(stats["mean"]) == pytest.approx(1.0) and float(stats["peak"]) == 1.0
+    assert not bool(stats["finite"])
+
+
 def test_memory_stays_bounded_by_thinning_old_samples(tmp_path):
     cfg = cnnlab.load_config(QUICKSTART, ["diagnostics={every: 1, max_samples: 10}",
                                           "train.epochs=2"])

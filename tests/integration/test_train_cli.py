@@ -107,6 +107,10 @@ def test_compiled_training_matches_eager_and_saves_plain_weight_names(tmp_path, 
     import cnnlab
     import torch
 
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
     histories = {}
     for compiled in (False, True):
         cfg = cnnlab.load_config(tiny, ["train.epochs=2", f"train.compile={compiled}",
@@ -117,6 +121,7 @@ def test_compiled_training_matches_eager_and_saves_plain_weight_names(tmp_path, 
                                (out / "metrics.jsonl").read_text().splitlines()]
         weights = load_file(str(out / "model.safetensors"))
         assert all(not name.startswith("_orig_mod") for name in weights)
+    assert counters["stats"]["unique_graphs"] >= 1  # the compiled run really compiled
     torch._dynamo.reset()
     for eager, compiled in zip(histories[False], histories[True]):
         # Fused kernels round differently, so the two runs agree closely, not bit for bit.
