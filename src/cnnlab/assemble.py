@@ -40,10 +40,11 @@ class Assembly:
         return TrainBatches(self.data.train, self.cfg.data.batch_size, self.cfg.seed,
                             self.runtime.device, augmenter, self.workers, self.shard)
 
-    def eval_batches(self, split: str = "val"):
+    def eval_batches(self, split: str = "val", sharded: bool = True):
+        """Sequential batches of a split; `sharded=False` gives every process all of them."""
         images = {"val": self.data.val, "test": self.data.test, "train": self.data.train}[split]
         return eval_batches(images, self.eval_batch_size, self.runtime.device, self.normalizer,
-                            self.workers, self.shard)
+                            self.workers, self.shard if sharded else (0, 1))
 
     @property
     def eval_batch_size(self) -> int:

@@ -208,7 +208,9 @@ def _schedule(args: argparse.Namespace) -> int:
     per_epoch = result["steps_per_epoch"]
     print(f"schedule {result['name']}: {result['total_steps']} optimizer steps "
           f"({per_epoch} per epoch), warmup {result['warmup_steps']} steps"
-          + (f", restarts at {result['restarts']}" if result["restarts"] else ""))
+          + (f", restarts at {result['restarts']}" if result["restarts"] else "")
+          + (f", weight averaging from step {result['swa_start']}"
+             if result["swa_start"] is not None else ""))
     if cfg.schedule.name == "plateau":
         print("plateau lowers the LR from validation metrics, which a preview cannot know: "
               "shown as if it never triggers")

@@ -100,6 +100,18 @@ class EarlyStoppingConfig(Options):
     restore_best: bool = True
 
 
+class SwaConfig(Options):
+    start_epoch: int | None = Field(None, ge=1, description="first epoch (1-based) whose final "
+                                    "weights enter the average; default: after 75% of the epochs")
+    lr: float | None = Field(None, gt=0.0, description="constant LR from start_epoch on; null "
+                             "keeps the schedule's")
+    anneal_epochs: float = Field(0.0, ge=0.0, description="cosine from the schedule's LR to lr "
+                                 "over these epochs")
+
+    def first_epoch(self, epochs: int) -> int:
+        return self.start_epoch if self.start_epoch is not None else epochs * 3 // 4 + 1
+
+
 class TrainConfig(Options):
     epochs: int = Field(5, ge=1)
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
@@ -110,6 +122,24 @@ class TrainConfig(Options):
                                    description="CutMix instead of mixup when both are on")
     ema: EmaConfig | None = None
     early_stopping: EarlyStoppingConfig | None = None
+    swa: SwaConfig | None = None
+
+    @model_validator(mode="after")
+    def _swa_fits(self):
+        if self.swa is None:
+            return self
+        if self.swa.first_epoch(self.epochs) > self.epochs:
+            raise ValueError(f"train.swa.start_epoch is {self.swa.start_epoch}, after the last "
+                             f"epoch ({self.epochs}); start the average at an epoch from 1 to "
+                             f"{self.epochs}")
+        if self.ema:
+            raise ValueError("train.ema and train.swa both average the weights and only one can "
+                             "be the final model; keep one of them")
+        if self.early_stopping and self.early_stopping.restore_best:
+            raise ValueError("train.early_stopping.restore_best would replace the weight average "
+                             "that train.swa makes the final model; set "
+                             "train.early_stopping.restore_best=false or drop train.swa")
+        return self
 
     @model_validator(mode="after")
     def _ema_metric_needs_ema(self):

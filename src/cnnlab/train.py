@@ -36,6 +36,7 @@ from cnnlab.progress import Progress
 from cnnlab.regularization.early_stopping import EarlyStopping
 from cnnlab.regularization.ema import WeightEma
 from cnnlab.regularization.mixing import mix, mixed_correct, mixed_loss
+from cnnlab.regularization.swa import WeightAverage
 from cnnlab.rundir import RunDir, new_run_path
 from cnnlab.runtime import environment
 from cnnlab.seeding import generator, rng_state, seed_everything, set_rng_state
@@ -153,6 +154,8 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
     scaler = torch.amp.GradScaler(device.type) if runtime.amp == "fp16" else None
     ema = (WeightEma(model, cfg.train.ema.decay, cfg.train.ema.warmup_steps, cfg.train.ema.every)
            if cfg.train.ema else None)
+    swa = (WeightAverage(model, cfg.train.swa.first_epoch(cfg.train.epochs))
+           if cfg.train.swa else None)
     diagnostics = (Diagnostics(model, cfg.diagnostics.every, cfg.diagnostics.max_samples,
                                cfg.diagnostics.explode_threshold)
                    if cfg.diagnostics.every > 0 and main else None)
@@ -170,7 +173,8 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load_state_dict(state["schedule"])
-        for component, key in ((scaler, "scaler"), (ema, "ema"), (stopper, "early_stopping")):
+        for component, key in ((scaler, "scaler"), (ema, "ema"), (swa, "swa"),
+                               (stopper, "early_stopping")):
             if component is not None:
                 component.load_state_dict(state[key])
         if diagnostics is not None:
@@ -219,6 +223,7 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
             "schedule": schedule.state_dict(),
             "scaler": scaler.state_dict() if scaler else None,
             "ema": ema.state_dict() if ema else None,
+            "swa": swa.state_dict() if swa else None,
             "early_stopping": stopper.state_dict() if stopper else None,
             "diagnostics": diagnostics.state_dict() if diagnostics else None,
             "position": position,
@@ -370,6 +375,8 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
                                    float(sums["seconds"]) + time.perf_counter() - epoch_started,
                                    time.perf_counter() - started)
             pos.history.append(record)
+            if swa is not None and swa.collects(pos.epoch + 1):
+                swa.update(model)
             if not pos.best or record["val_acc"] > pos.best["val_acc"]:
                 pos.best = {"val_acc": record["val_acc"], "epoch": pos.epoch + 1}
                 if main:
@@ -403,10 +410,16 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
             pos.sums = None
             status("running")
 
-    # The final weights are the average when there is one, unless early stopping restores the
-    # best epoch of the model its metric watched.
+    # The final weights are the average when there is one (the EMA, or SWA once it has folded in
+    # an epoch), unless early stopping restores the best epoch of the model its metric watched
+    # (a config check keeps restore_best away from SWA).
     final = ema.model if ema else model
     extra = {"weights": "ema" if ema else "raw"}
+    if swa is not None:
+        extra.update(_finish_average(swa, assembly, shown))
+        if swa.averaged:
+            final = swa.model
+            extra["weights"] = "swa"
     if stopper is not None:
         extra.update({"stopped_early": pos.stopped_early, "early_stopping_best_epoch":
                       stopper.best_epoch, "early_stopping_best": stopper.best})
@@ -424,7 +437,7 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
         test = evaluate(final, assembly.eval_batches("test"), runtime, num_classes, world,
                         cfg.train.tta)
         extra.update({f"test_{k}": v for k, v in test.items()})
-    if ema and main:
+    if (ema or swa) and main:
         save_weights(model, run.path / "model_raw.safetensors",
                      {"weights": "final", "average": "none", "epoch": str(pos.epoch)})
     if main:
@@ -437,6 +450,21 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
     shown.close()
     world.barrier()
     return summary
+
+
+def _finish_average(swa: WeightAverage, assembly, shown: Progress) -> dict:
+    """Batch-norm statistics for the averaged weights, then their validation metrics."""
+    if not swa.averaged:
+        shown.write(f"no weight average: training ended before epoch {swa.start_epoch}, where "
+                    "train.swa starts averaging")
+        return {"swa_epochs": 0}
+    # Every process sees all the training images, so the statistics agree across processes.
+    swa.recompute_batch_norm(assembly.eval_batches("train", sharded=False))
+    val = evaluate(swa.model, assembly.eval_batches("val"), assembly.runtime,
+                   assembly.data.num_classes, assembly.world, assembly.cfg.train.tta)
+    shown.write(f"weight average of {swa.averaged} epochs (from epoch {swa.start_epoch}): "
+                f"val_acc {val['acc']:.4f}, val_loss {val['loss']:.4f}")
+    return {"swa_epochs": swa.averaged, **{f"swa_val_{k}": v for k, v in val.items()}}
 
 
 def _epoch_record(assembly, model, ema, schedule, pos: Position, sums: dict,

@@ -3,6 +3,8 @@
 import json
 
 import pytest
+import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 import cnnlab
@@ -11,6 +13,12 @@ from cnnlab.errors import UserError
 
 def weights(path):
     return load_file(str(path))
+
+
+def average_in_metadata(path):
+    """Which weights a safetensors file says it holds: none, ema or swa."""
+    with safe_open(str(path), "pt") as handle:
+        return handle.metadata()["average"]
 
 
 def same(a, b):
@@ -39,10 +47,7 @@ def test_ema_with_decay_zero_equals_the_raw_model_and_is_reported(tmp_path, tiny
     assert summary["final_ema_val_acc"] == pytest.approx(summary["final_val_acc"])
     metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert all("ema_val_acc" in m for m in metrics)
-    from safetensors import safe_open
-
-    with safe_open(str(out / "model.safetensors"), "pt") as handle:
-        assert handle.metadata()["average"] == "ema"
+    assert average_in_metadata(out / "model.safetensors") == "ema"
 
 
 def test_early_stopping_stops_at_the_right_epoch_and_restores_the_best_weights(tmp_path, tiny):
@@ -67,3 +72,35 @@ def test_bf16_autocast_trains_on_cpu_and_drop_path_needs_a_residual_model(tmp_pa
     assert summary["status"] == "completed"
     with pytest.raises(UserError, match="model.drop_path drops residual branches"):
         run(tmp_path, tiny, "bad", ["model.drop_path=0.1"])
+
+
+def test_weight_averaging_of_the_last_epoch_keeps_its_weights_and_renews_batch_norm(tmp_path,
+                                                                                  tiny):
+    tiny["model"]["norm"] = "batch"
+    tiny["train"]["epochs"] = 3
+    summary, out = run(tmp_path, tiny, "swa", ["train.swa={start_epoch: 3, lr: 0.01}"])
+    averaged, raw = weights(out / "model.safetensors"), weights(out / "model_raw.safetensors")
+    assert averaged.keys() == raw.keys()
+    statistics = {k for k in raw if k.endswith(("running_mean", "running_var"))}
+    assert statistics, "the model should have batch norm"
+    # One epoch averaged: its weights exactly; the batch-norm statistics were recomputed over
+    # the training images with the averaged weights instead of the run's moving average.
+    assert all(torch.equal(averaged[k], raw[k]) for k in raw.keys() - statistics
+               if not k.endswith("num_batches_tracked"))
+    assert not all(torch.equal(averaged[k], raw[k]) for k in statistics)
+    assert summary["weights"] == "swa" and summary["swa_epochs"] == 1
+    assert 0.0 <= summary["swa_val_acc"] <= 1.0
+    metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["lr"] for m in metrics][2] == pytest.approx(0.01)
+    assert average_in_metadata(out / "model.safetensors") == "swa"
+
+
+def test_weight_averaging_that_never_starts_leaves_the_raw_model_final(tmp_path, tiny):
+    tiny["schedule"] = "constant"
+    tiny["train"]["epochs"] = 6
+    summary, out = run(tmp_path, tiny, "late", [
+        "train.swa={start_epoch: 5}",
+        "train.early_stopping={metric: train_loss, mode: max, patience: 1, restore_best: false}"])
+    assert summary["stopped_early"] == 2 and summary["swa_epochs"] == 0
+    assert summary["weights"] == "raw"
+    assert same(weights(out / "model.safetensors"), weights(out / "model_raw.safetensors"))

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from safetensors.torch import load_file
 
 from tests.conftest import cli, write_config
@@ -73,17 +74,22 @@ MOMENTS = {"before_first_checkpoint": ("config.yaml", 0.0),
            "after_first_epoch": ("checkpoints/best.safetensors", 0.05)}
 
 
-@pytest.mark.parametrize("moment", MOMENTS)
-def test_sigkill_then_resume_gives_bit_identical_weights(tmp_path, reference, moment):
-    config, expected, expected_summary = reference
-    out = tmp_path / "run"
+def kill_then_resume(config: Path, out: Path, moment: str) -> subprocess.CompletedProcess:
+    """Train into `out`, SIGKILL the run at `moment`, then resume it to the end."""
     process = start(config, out)
     marker, delay = MOMENTS[moment]
     wait_for(out / marker, process)
     time.sleep(delay)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    result = cli("train", "--resume", str(out), "--quiet", check=True)
+    return cli("train", "--resume", str(out), "--quiet", check=True)
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_sigkill_then_resume_gives_bit_identical_weights(tmp_path, reference, moment):
+    config, expected, expected_summary = reference
+    out = tmp_path / "run"
+    result = kill_then_resume(config, out, moment)
     assert "run folder" in result.stdout
     assert same_weights(weights(out), expected)
     summary = json.loads((out / "summary.json").read_text())
@@ -131,3 +137,33 @@ def test_resume_refuses_extra_arguments_and_non_run_folders(tmp_path, tiny):
     result = cli("train", "--resume", str(tmp_path))
     assert result.returncode == 2 and "is not a run folder" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.fixture(scope="module")
+def swa_reference(tmp_path_factory):
+    # Weight averaging from the first epoch, its LR annealed in, batch norm to recompute, and
+    # early stopping that keeps the average: a resume must restore the average and its count.
+    tmp = tmp_path_factory.mktemp("swa-reference")
+    from tests.conftest import TINY
+    import copy
+
+    tiny = copy.deepcopy(TINY)
+    tiny["model"]["norm"] = "batch"
+    config = slow_config(tmp, tiny)
+    raw = yaml.safe_load(config.read_text())
+    raw["train"].pop("ema")
+    raw["train"]["early_stopping"]["restore_best"] = False
+    raw["train"]["swa"] = {"start_epoch": 1, "lr": 0.02, "anneal_epochs": 0.5}
+    config = write_config(tmp / "swa.yaml", raw)
+    cli("train", str(config), "--out", str(tmp / "ref"), "--quiet", check=True)
+    return config, weights(tmp / "ref")
+
+
+@pytest.mark.parametrize("moment", ["after_first_checkpoint", "after_first_epoch"])
+def test_weight_averaging_survives_sigkill_and_resumes_bit_identically(tmp_path, swa_reference,
+                                                                        moment):
+    config, expected = swa_reference
+    out = tmp_path / "run"
+    kill_then_resume(config, out, moment)
+    assert same_weights(weights(out), expected)
+    assert json.loads((out / "summary.json").read_text())["swa_epochs"] == 3

@@ -98,3 +98,74 @@ def test_early_stopping_min_delta_and_state_round_trip():
     again = EarlyStopping("val_acc", "max", 1, 0.05)
     again.load_state_dict(stopper.state_dict())
     assert again.state_dict() == stopper.state_dict()
+
+
+def small_bn_net() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4),
+                               torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(144, 2))
+
+
+def test_weight_average_matches_torch_averaged_model():
+    from torch.optim.swa_utils import AveragedModel
+
+    from cnnlab.regularization.swa import WeightAverage
+
+    model = small_bn_net()
+    ours, oracle = WeightAverage(model, start_epoch=1), AveragedModel(model)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(5):
+        with torch.no_grad():
+            for param in model.parameters():
+                param.copy_(torch.randn(param.shape, generator=gen))
+        ours.update(model)
+        oracle.update_parameters(model)
+    for (name, mine), theirs in zip(ours.model.named_parameters(), oracle.module.parameters()):
+        assert torch.allclose(mine, theirs, rtol=1e-6, atol=1e-7), name
+    assert ours.averaged == int(oracle.n_averaged) == 5
+    assert not ours.model.training
+
+
+def test_weight_average_of_one_epoch_is_that_epoch_and_state_round_trips():
+    from cnnlab.regularization.swa import WeightAverage
+
+    model = small_bn_net()
+    average = WeightAverage(model, start_epoch=3)
+    assert not average.collects(2) and average.collects(3) and average.collects(7)
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    average.update(model)
+    assert torch.equal(average.model[0].weight, model[0].weight)
+    copy = WeightAverage(small_bn_net(), start_epoch=3)
+    copy.load_state_dict(average.state_dict())
+    assert copy.averaged == 1 and torch.equal(copy.model[0].weight, model[0].weight)
+
+
+def test_recomputed_batch_norm_statistics_are_those_of_all_the_batches():
+    from cnnlab.regularization.swa import WeightAverage
+
+    model = small_bn_net()
+    average = WeightAverage(model, start_epoch=1)
+    average.update(model)
+    gen = torch.Generator().manual_seed(2)
+    batches = [(torch.randn(6, 3, 8, 8, generator=gen) * 3 + 1, torch.zeros(6, dtype=torch.long))
+               for _ in range(4)]
+    average.recompute_batch_norm(batches)
+    with torch.no_grad():
+        features = average.model[0](torch.cat([x for x, _ in batches]))
+    expected = features.mean(dim=(0, 2, 3))
+    assert torch.allclose(average.model[1].running_mean, expected, atol=1e-5)
+    assert not average.model.training
+
+
+@pytest.mark.parametrize("keys, message", [
+    ({"epochs": 5, "swa": {"start_epoch": 6}}, r"after the last epoch \(5\)"),
+    ({"swa": {}, "ema": {"decay": 0.99}}, "keep one of them"),
+    ({"swa": {}, "early_stopping": {"patience": 2}}, "restore_best=false"),
+])
+def test_weight_averaging_settings_that_cannot_work_are_refused(keys, message):
+    from cnnlab.errors import UserError
+
+    with pytest.raises(UserError, match=message):
+        train_cfg(**keys)
+    assert train_cfg(swa={}, early_stopping={"patience": 2, "restore_best": False}).swa

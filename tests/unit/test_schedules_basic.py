@@ -32,3 +32,27 @@ def test_warmup_ramps_then_hands_over_to_the_schedule_on_its_own_clock():
     cos_warm = schedule({"name": "constant", "warmup": {"steps": 4, "kind": "cosine",
                                                         "start_factor": 0.0}})
     assert cos_warm.lr(2) == pytest.approx((1 - math.cos(math.pi / 2)) / 2)
+
+
+def test_weight_averaging_phase_holds_or_anneals_to_its_lr_from_its_start_epoch():
+    from cnnlab.components.schedules import build_schedule
+    from cnnlab.config import load_config
+
+    def lrs(swa=None):
+        train = {"epochs": 4, **({"swa": swa} if swa else {})}
+        cfg = load_config({"optim": {"name": "sgd", "lr": 0.1}, "schedule": "cosine",
+                           "train": train, "data": {"batch_size": 10}})
+        return [build_schedule(cfg, 10).lr(t) for t in range(40)]
+
+    plain = lrs()
+    held = lrs({"start_epoch": 3, "lr": 0.01})
+    assert held[:20] == plain[:20] and held[20:] == [0.01] * 20
+    assert lrs({"start_epoch": 3}) == plain  # no lr: the schedule goes on unchanged
+    annealed = lrs({"start_epoch": 2, "lr": 0.01, "anneal_epochs": 1})
+    assert annealed[:10] == plain[:10]
+    assert plain[10] > annealed[10] > 0.01  # a cosine from the schedule's value
+    assert all(a >= b for a, b in zip(annealed[10:20], annealed[11:20]))
+    assert annealed[19:] == [0.01] * 21
+    # The default start is after 75% of the epochs.
+    default = lrs({"lr": 0.01})
+    assert default[:30] == plain[:30] and default[30:] == [0.01] * 10

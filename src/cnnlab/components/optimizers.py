@@ -11,6 +11,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from cnnlab.components.lamb import Lamb
+from cnnlab.components.lion import Lion
 from cnnlab.options import Options, tagged_union
 from cnnlab.registry import Registry
 
@@ -91,6 +93,18 @@ class AdadeltaOptions(OptimizerBase):
     eps: float = Field(1e-6, gt=0.0)
 
 
+class LambOptions(OptimizerBase):
+    weight_decay: float = Field(0.01, ge=0.0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-6, gt=0.0)
+    bias_correction: bool = True
+
+
+class LionOptions(OptimizerBase):
+    lr: float = Field(1e-4, gt=0.0)
+    betas: tuple[float, float] = (0.9, 0.99)
+
+
 COMMON_KEYS = set(OptimizerBase.model_fields)
 
 
@@ -131,6 +145,12 @@ _register("adadelta", torch.optim.Adadelta, AdadeltaOptions,
           "Adadelta (Zeiler 2012): Adagrad with a decaying window, unit-free steps", None, "coupled")
 _register("adamax", torch.optim.Adamax, AdamaxOptions,
           "Adamax (Kingma & Ba 2015): Adam with an infinity-norm second moment", "betas", "coupled")
+_register("lamb", Lamb, LambOptions,
+          "LAMB (You et al. 2020): Adam steps rescaled per tensor by a trust ratio, for large "
+          "batches", "betas", "decoupled")
+_register("lion", Lion, LionOptions,
+          "Lion (Chen et al. 2023): sign of interpolated momentum; use ~1/5 of AdamW's LR",
+          "betas", "decoupled")
 
 
 def no_decay(name: str, param: torch.Tensor) -> bool:

@@ -331,12 +331,32 @@ def warmup_steps(warmup: Warmup, ctx: Context) -> int:
     return int(round(warmup.epochs * ctx.steps_per_epoch))
 
 
+@dataclass
+class SwaPhase:
+    """Stochastic weight averaging's LR: from optimizer step `start` on, a cosine over
+    `anneal_steps` from the schedule's LR to `lr`, then `lr` (as torch's SWALR, except that
+    it anneals from the running schedule rather than from its value at `start`)."""
+
+    start: int
+    lr: float | None
+    anneal_steps: int
+
+    def apply(self, step: int, scheduled: float) -> float:
+        if step < self.start or self.lr is None:
+            return scheduled
+        if self.anneal_steps <= 0:
+            return self.lr
+        fraction = min(1.0, (step - self.start + 1) / self.anneal_steps)
+        return self.lr + (scheduled - self.lr) * (1.0 + math.cos(math.pi * fraction)) / 2.0
+
+
 class Schedule:
     """The configured schedule with its warmup: `lr(step)` and `momentum(step)`."""
 
-    def __init__(self, spec, ctx: Context):
+    def __init__(self, spec, ctx: Context, swa: SwaPhase | None = None):
         self.spec = spec
         self.ctx = ctx
+        self.swa = swa
         self.warmup = min(warmup_steps(spec.warmup, ctx), ctx.total_steps)
         entry = SCHEDULES.get(spec.name)
         self.curve: Curve = entry.factory(spec, ctx, max(ctx.total_steps - self.warmup, 1))
@@ -362,7 +382,8 @@ class Schedule:
             value = self.curve.lr(0) * self._warmup_factor(step)
         else:
             value = self.curve.lr(step - self.warmup)
-        return value * self.plateau_factor
+        value *= self.plateau_factor
+        return self.swa.apply(step, value) if self.swa else value
 
     def momentum(self, step: int) -> float | None:
         if self.curve.momentum is None:
@@ -426,10 +447,13 @@ def build_schedule(cfg, batches_per_epoch: int) -> Schedule:
 
     accumulate = cfg.train.accumulate
     steps = optimizer_steps_per_epoch(batches_per_epoch, accumulate)
+    swa = cfg.train.swa
+    phase = (SwaPhase(start=(swa.first_epoch(cfg.train.epochs) - 1) * steps, lr=swa.lr,
+                      anneal_steps=int(round(swa.anneal_epochs * steps))) if swa else None)
     return Schedule(cfg.schedule, Context(
         base_lr=effective_lr(cfg.optim, cfg.data.batch_size * accumulate),
         total_steps=steps * cfg.train.epochs, steps_per_epoch=steps,
-        base_momentum=base_momentum(cfg.optim)))
+        base_momentum=base_momentum(cfg.optim)), phase)
 
 
 def trace(schedule: Schedule) -> dict:
@@ -443,6 +467,7 @@ def trace(schedule: Schedule) -> dict:
         "total_steps": schedule.ctx.total_steps,
         "warmup_steps": schedule.warmup,
         "restarts": schedule.restarts,
+        "swa_start": schedule.swa.start if schedule.swa else None,
         "name": schedule.spec.name,
     }
 

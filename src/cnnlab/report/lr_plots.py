@@ -21,10 +21,14 @@ def plot_schedule(trace: dict, path: str | Path) -> Path:
     if trace["warmup_steps"]:
         marks.append((trace["warmup_steps"], "warmup end"))
     marks += [(step, "restart") for step in trace["restarts"]]
-    for index, (step, label) in enumerate(marks):
-        for row in axes:
-            row[0].axvline(step, color=color(3 if label == "restart" else 1), linestyle="--",
-                           linewidth=1, label=label if index < 2 and row is axes[0] else None)
+    if trace.get("swa_start") is not None:
+        marks.append((trace["swa_start"], "weight averaging starts"))
+    mark_colors = {"warmup end": 1, "restart": 3, "weight averaging starts": 4}
+    for step, label in marks:
+        for index, row in enumerate(axes):
+            # Labelled on the top axis; the legend below keeps one entry per label.
+            row[0].axvline(step, color=color(mark_colors[label]), linestyle="--", linewidth=1,
+                           label=label if index == 0 else None)
     if trace["momentum"]:
         axes[1][0].plot(steps, trace["momentum"], color=color(2))
         axes[1][0].set(xlabel="optimizer step", ylabel="momentum (or Adam beta1)")

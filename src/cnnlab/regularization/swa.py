@@ -1,0 +1,55 @@
+"""Stochastic weight averaging (Izmailov et al. 2018): the equal-weight mean of the weights at
+the end of each epoch from `start_epoch` on, trained meanwhile at a constant (or annealed) LR.
+
+The average of weights is not the average of the networks' batch-norm statistics, so the
+running statistics are recomputed once at the end with a pass over the training images (the
+averaged weights see data they were never evaluated on otherwise). The running mean follows
+torch.optim.swa_utils.AveragedModel's, p_avg + (p - p_avg) / (n + 1), which the tests check it
+against.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+from torch.optim.swa_utils import update_bn
+
+
+class WeightAverage:
+    def __init__(self, model: nn.Module, start_epoch: int):
+        self.model = copy.deepcopy(model).eval()
+        for param in self.model.parameters():
+            param.requires_grad_(False)
+        self.parameter_names = {name for name, _ in self.model.named_parameters()}
+        self.start_epoch = start_epoch
+        self.averaged = 0  # epochs folded in so far
+
+    def collects(self, epoch: int) -> bool:
+        """Whether the weights at the end of `epoch` (1-based) enter the average."""
+        return epoch >= self.start_epoch
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        source = model.state_dict()
+        for name, average in self.model.state_dict().items():
+            value = source[name].detach()
+            if name in self.parameter_names and self.averaged > 0:
+                average.lerp_(value, 1.0 / (self.averaged + 1))
+            else:
+                average.copy_(value)  # buffers: replaced by recompute_batch_norm at the end
+        self.averaged += 1
+
+    def recompute_batch_norm(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Running statistics of every batch-norm layer over `batches`, as a cumulative mean."""
+        update_bn(batches, self.model)
+        self.model.eval()
+
+    def state_dict(self) -> dict:
+        return {"model": self.model.state_dict(), "averaged": self.averaged}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.averaged = state["averaged"]
