@@ -316,15 +316,7 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
                     diagnostics.before_update(model)  # gradient norms before clipping
                 if cfg.train.grad_clip is not None:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-                if scaler:
-                    scale = scaler.get_scale()
-                    scaler.step(optimizer)
-                    scaler.update()
-                    # A step the scaler skipped (inf/NaN gradients) does not advance the schedule.
-                    stepped = scaler.get_scale() >= scale
-                else:
-                    optimizer.step()
-                    stepped = True
+                stepped = optimizer_step(optimizer, scaler)
                 optimizer.zero_grad(set_to_none=True)
                 if stepped:
                     pos.step += 1
@@ -452,6 +444,19 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
     return summary
 
 
+def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None
+                   ) -> bool:
+    """One optimizer update of unscaled gradients; False when the fp16 grad scaler skipped it
+    (inf or NaN gradients), so that the step counter, and with it the schedule, stays put."""
+    if scaler is None:
+        optimizer.step()
+        return True
+    scale = scaler.get_scale()
+    scaler.step(optimizer)
+    scaler.update()
+    return scaler.get_scale() >= scale  # the scaler lowers its scale exactly when it skips
+
+
 def _finish_average(swa: WeightAverage, assembly, shown: Progress) -> dict:
     """Batch-norm statistics for the averaged weights, then their validation metrics."""
     if not swa.averaged:
@@ -464,7 +469,7 @@ def _finish_average(swa: WeightAverage, assembly, shown: Progress) -> dict:
                    assembly.data.num_classes, assembly.world, assembly.cfg.train.tta)
     shown.write(f"weight average of {swa.averaged} epochs (from epoch {swa.start_epoch}): "
                 f"val_acc {val['acc']:.4f}, val_loss {val['loss']:.4f}")
-    return {"swa_epochs": swa.averaged, **{f"swa_val_{k}": v for k, v in val.items()}}
+    return {"swa_epochs": swa.averaged, **{f"final_swa_val_{k}": v for k, v in val.items()}}
 
 
 def _epoch_record(assembly, model, ema, schedule, pos: Position, sums: dict,

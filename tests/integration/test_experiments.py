@@ -114,6 +114,22 @@ def test_search_with_pruning_finishes_and_writes_the_best_config(tmp_path):
     assert written["model"]["activation"]["name"] == chosen["model.activation"]
 
 
+def test_a_diverging_combination_is_recorded_as_diverged_not_as_a_number(tmp_path):
+    storage = tmp_path / "store.journal"
+    cli("ablate", QUICKSTART, "-o", "train.epochs=2", "--vary", "optim.lr=0.05,1e4", "--seeds",
+        "2", "--storage", str(storage), "--study", "div", "--runs", str(tmp_path / "runs"),
+        "--quiet", check=True, cwd=tmp_path)
+    diverged = [t for t in trials(storage, "div") if t.params["optim.lr"] == "1e4"]
+    assert len(diverged) == 2
+    assert all(t.state.name == "FAIL" and t.user_attrs["status"] == "diverged"
+               and t.value is None for t in diverged)
+    rows = json.loads(cli("compare", "div", "--storage", str(storage), "--json",
+                          check=True).stdout)["rows"]
+    assert (rows[0]["n"], rows[0]["diverged"]) == (2, 0)
+    assert (rows[1]["n"], rows[1]["diverged"]) == (0, 2)
+    assert rows[1]["verdict"] == "diverged in all 2 runs"
+
+
 def test_bad_experiment_arguments_are_clear_errors(tmp_path):
     for args, fragment in [
         (["--vary", "model.activation=relu"], "at least two values"),

@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import yaml
 
 from tests.conftest import ROOT, cli
@@ -41,3 +42,23 @@ def test_lr_find_reports_suggestions_repeats_plot_and_applies_the_valley(tmp_pat
 def test_lr_find_rejects_a_backwards_range():
     result = cli("lr-find", QUICKSTART, "--start", "1", "--end", "1e-3")
     assert result.returncode == 2 and "--start" in result.stderr
+
+
+def test_lr_find_in_validation_mode_applies_the_valley_as_the_one_cycle_peak(tmp_path):
+    applied = tmp_path / "applied.yaml"
+    result = cli("lr-find", QUICKSTART, "-o", "schedule={name: one_cycle}", "--steps", "30",
+                 "--start", "1e-4", "--end", "10", "--validation", "--apply", str(applied),
+                 check=True)
+    assert "validation loss" in result.stdout and "(the one-cycle peak)" in result.stdout
+    written = yaml.safe_load(applied.read_text())
+    assert written["schedule"]["name"] == "one_cycle"
+    # one_cycle peaks at optim.lr, so the applied config's schedule tops out at the valley LR.
+    trace = json.loads(cli("schedule", str(applied), "--json", check=True).stdout)
+    assert max(trace["lr"]) == pytest.approx(written["optim"]["lr"])
+
+
+def test_the_sweep_stops_once_the_smoothed_loss_passes_the_stop_factor():
+    out = json.loads(cli("lr-find", QUICKSTART, "--steps", "60", "--start", "1e-3", "--end",
+                         "1e4", "--stop-factor", "2", "--json", check=True).stdout)
+    assert out["stopped"] in ("loss passed 2x its best", "non-finite loss")
+    assert len(out["lrs"]) < 60

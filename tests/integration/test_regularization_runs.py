@@ -89,7 +89,7 @@ def test_weight_averaging_of_the_last_epoch_keeps_its_weights_and_renews_batch_n
                if not k.endswith("num_batches_tracked"))
     assert not all(torch.equal(averaged[k], raw[k]) for k in statistics)
     assert summary["weights"] == "swa" and summary["swa_epochs"] == 1
-    assert 0.0 <= summary["swa_val_acc"] <= 1.0
+    assert 0.0 <= summary["final_swa_val_acc"] <= 1.0
     metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["lr"] for m in metrics][2] == pytest.approx(0.01)
     assert average_in_metadata(out / "model.safetensors") == "swa"

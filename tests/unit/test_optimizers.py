@@ -201,3 +201,19 @@ def test_lamb_and_lion_state_survives_a_state_dict_round_trip():
             param.grad = torch.tensor(g)
             second.step()
         assert np.array_equal(param.detach().numpy(), straight), cls.__name__
+
+
+def test_a_step_the_grad_scaler_skips_is_reported_so_the_schedule_does_not_count_it():
+    from cnnlab.train import optimizer_step
+
+    param = nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.SGD([param], lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    for gradient, expected in ((float("inf"), False), (1.0, True)):
+        scaler.scale((param * gradient).sum()).backward()
+        scaler.unscale_(optimizer)
+        before = param.detach().clone()
+        assert optimizer_step(optimizer, scaler) is expected
+        assert torch.equal(param.detach(), before) is not expected
+        optimizer.zero_grad()
+    assert optimizer_step(torch.optim.SGD([nn.Parameter(torch.ones(1))], lr=0.1), None)

@@ -181,6 +181,9 @@ def analyse(results: Results, alpha: float = 0.05) -> dict:
             row.update({k: c.get(k) for k in ("diff", "diff_ci", "p_value", "p_wilcoxon",
                                               "p_holm", "effect_size", "verdict")})
             row["pairs"] = c.get("n")
+            if row["n"] == 0 and row["diverged"]:
+                # Nothing to test, but divergence is the clearest result there is.
+                row["verdict"] = f"diverged in all {row['diverged']} runs"
         rows.append(row)
     effects = {"main": [], "interactions": []}
     if results.factors and (len(results.factors) > 1 or len(results.cells) > 2):

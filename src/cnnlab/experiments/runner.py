@@ -104,7 +104,8 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, threads: int | None,
         return "failed"
 
     for key in ("final_val_acc", "final_val_loss", "best_val_acc", "test_acc", "test_loss",
-                "final_train_loss", "final_ema_val_acc", "epochs_completed", "seconds"):
+                "final_train_loss", "final_ema_val_acc", "final_swa_val_acc", "epochs_completed",
+                "seconds"):
         if key in summary:
             trial.set_user_attr(key, summary[key])
     value = metric_value(summary, metric)
