@@ -16,7 +16,7 @@ from cnnlab.data import DataBundle, load_data
 from cnnlab.data.augment import Augmenter, Normalizer
 from cnnlab.data.loaders import TrainBatches, eval_batches
 from cnnlab.models import build_model
-from cnnlab.distributed import World
+from cnnlab.distributed import World, check_sync_bn
 from cnnlab.errors import UserError
 from cnnlab.runtime import Runtime, resolve_runtime
 
@@ -95,5 +95,6 @@ def assemble(cfg: Config, data: DataBundle | None = None, world: World | None = 
         raise UserError(f"data.batch_size {cfg.data.batch_size} cannot be split evenly among "
                         f"{world.size} processes; use a multiple of {world.size}")
     if world.distributed and cfg.train.sync_bn:
+        check_sync_bn(True, runtime.device)
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return Assembly(cfg, runtime, data, normalizer, model, assignments, world)

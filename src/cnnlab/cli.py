@@ -54,6 +54,14 @@ def _train(args: argparse.Namespace) -> int:
     if args.nproc:
         if args.nproc < 1:
             raise UserError(f"--nproc must be at least 1, received {args.nproc}")
+        if args.config:
+            # Config mistakes are reported here once, not by every process under torchrun.
+            from cnnlab.config import load_config
+            from cnnlab.distributed import check_sync_bn
+            from cnnlab.runtime import resolve_device
+
+            cfg = load_config(args.config, args.override)
+            check_sync_bn(cfg.train.sync_bn, resolve_device(cfg.train.device))
         # The same command on N processes under torchrun on this machine.
         return subprocess.run(torchrun_command(args.nproc, _without_nproc(args.argv))).returncode
     try:

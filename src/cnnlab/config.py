@@ -163,6 +163,12 @@ class TrainConfig(Options):
                           "distributed run")
     log_every: int = Field(10, ge=1, description="steps between progress updates")
 
+    @field_validator("amp", mode="before")
+    @classmethod
+    def _amp_off_is_not_false(cls, value):
+        # YAML 1.1 reads a bare `off` as false; `amp: off` means the setting "off".
+        return "off" if value is False else value
+
     @field_validator("device")
     @classmethod
     def _device(cls, value: str) -> str:

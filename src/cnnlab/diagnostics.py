@@ -107,9 +107,12 @@ class Diagnostics:
             x = output.detach()[:SAMPLE_IMAGES].float()
             peak = x.abs().max()
             if self.ranges[index] == 0.0:
-                # The first sample of a layer needs its range before binning: one sync, once.
-                self.ranges[index] = 2.0 ** math.ceil(math.log2(max(float(peak), 1e-12)))
-            bound = self.ranges[index]
+                # The first sample of a layer needs its range before binning: one sync, once
+                # (a non-finite first output leaves it unknown until a finite one comes).
+                first_peak = float(peak)
+                if math.isfinite(first_peak):
+                    self.ranges[index] = 2.0 ** math.ceil(math.log2(max(first_peak, 1e-12)))
+            bound = self.ranges[index] or 1.0
             stats = {"mean": x.mean(), "std": x.std(), "peak": peak,
                      "finite": finite,
                      "hist": torch.histc(x.nan_to_num(), BINS, -bound, bound)}
@@ -127,15 +130,25 @@ class Diagnostics:
         """After backward, before clipping and the optimizer: gradient and weight norms."""
         if self._pending is None:
             return
-        weights, grads, previous = [], [], []
+        weights, grads, finite, previous = [], [], [], []
         for index in self.weighted:
             module = self.layers[index].module
             weights.append(module.weight.detach().float().norm())
             grad = module.weight.grad
-            grads.append(grad.detach().float().norm() if grad is not None
+            # Norms in float64: float32 squares overflow from gradients of ~1e19 on, which is
+            # exploding, not non-finite; finiteness is read from the gradient itself.
+            grads.append(_wide_norm(grad.detach()).float() if grad is not None
                          else torch.zeros((), device=module.weight.device))
+            finite.append(torch.isfinite(grad).all() if grad is not None
+                          else torch.ones((), dtype=torch.bool, device=module.weight.device))
             previous.append(module.weight.detach().clone())
-        self._pending.update(weights=weights, grads=grads, previous=previous)
+        # The global norm is the one gradient clipping sees: every parameter, biases and norm
+        # scales included.
+        every_grad = [p.grad.detach() for p in model.parameters() if p.grad is not None]
+        total = (_wide_norm(torch.stack([_wide_norm(g) for g in every_grad])) if every_grad
+                 else torch.zeros(()))
+        self._pending.update(weights=weights, grads=grads, grad_finite=finite, previous=previous,
+                             total=total)
 
     def after_update(self, step: int, lr: float, judge_updates: bool) -> list[dict]:
         """After the optimizer step: update ratios, one copy to the host, alarms. Returns the
@@ -152,17 +165,19 @@ class Diagnostics:
         # Everything in one tensor, so the host copy is a single transfer (one sync per sample).
         pieces = [torch.stack([(stats.get(name) if stats and name in stats else missing).float()
                                for stats in outputs for name in PER_LAYER])]
-        pieces += [torch.stack(pending["weights"] + pending["grads"] + updates)] \
-            if updates else []
+        pieces += [torch.stack(pending["weights"] + pending["grads"] + updates
+                               + [f.float() for f in pending["grad_finite"]])] if updates else []
+        pieces += [pending["total"].float().to(device).reshape(1)]
         pieces += [torch.stack([stats["hist"] if stats else empty_hist for stats in outputs])
                    .flatten()]
         flat = torch.cat([p.flatten() for p in pieces]).cpu().numpy()
         width, weighted = len(outputs), len(self.weighted)
         per_layer = flat[: width * len(PER_LAYER)].reshape(width, len(PER_LAYER))
         offset = width * len(PER_LAYER)
-        norms = flat[offset: offset + 3 * weighted].reshape(3, weighted)
-        hists = flat[offset + 3 * weighted:].reshape(width, BINS)
-        weight_norms, grad_norms, update_norms = norms
+        norms = flat[offset: offset + 4 * weighted].reshape(4, weighted)
+        global_norm = float(flat[offset + 4 * weighted])
+        hists = flat[offset + 4 * weighted + 1:].reshape(width, BINS)
+        weight_norms, grad_norms, update_norms, grad_finite = norms
         with np.errstate(invalid="ignore", divide="ignore"):  # NaN weights: a NaN ratio
             ratios = update_norms / np.maximum(weight_norms, 1e-12)
         record = {
@@ -170,8 +185,8 @@ class Diagnostics:
             **{name: per_layer[:, i].copy() for i, name in enumerate(PER_LAYER)},
             "hist": hists.astype(np.float32), "range": np.asarray(self.ranges, np.float32),
             "weight_norm": weight_norms, "grad_norm": grad_norms,
-            "update_ratio": ratios,
-            "global_grad_norm": float(np.sqrt(np.sum(grad_norms.astype(np.float64) ** 2))),
+            "update_ratio": ratios, "grad_finite": grad_finite > 0.5,
+            "global_grad_norm": global_norm,
         }
         # A layer that outgrew its range widens it for the next samples.
         for index, peak in enumerate(record["peak"]):
@@ -210,8 +225,9 @@ class Diagnostics:
         # non_finite: the first layer (in forward order) whose output is not finite, else the
         # first whose weight gradient is not.
         bad_output = next((names[i] for i, ok in enumerate(record["finite"]) if ok < 1), None)
-        bad_grad = next((self.layers[i].name for i, g in zip(self.weighted, record["grad_norm"])
-                         if not math.isfinite(g)), None)
+        bad_grad = next((self.layers[i].name for i, ok in zip(self.weighted,
+                                                              record["grad_finite"]) if not ok),
+                        None)
         culprit = bad_output or bad_grad
         self._raise("non_finite", culprit, step,
                     f"{'output' if bad_output else 'gradient'} of {culprit} is not finite",
@@ -220,8 +236,10 @@ class Diagnostics:
         # exploding: the global gradient norm is huge or grew 10x since the last sample.
         norm = record["global_grad_norm"]
         growth = (norm / self._previous_grad_norm if self._previous_grad_norm else 1.0)
-        exploding = math.isfinite(norm) and (norm > self.explode_threshold or
-                                             growth > EXPLODING_GROWTH)
+        # An infinite norm from finite gradients (beyond float32) is exploding too; non-finite
+        # gradients are the non_finite alarm's.
+        exploding = culprit is None and (norm > self.explode_threshold or
+                                         growth > EXPLODING_GROWTH)
         self._raise("exploding", None, step, f"global gradient norm {norm:.3g} (x{growth:.3g} "
                     "since the last sample)", exploding, raised)
         if math.isfinite(norm) and norm > 0:
@@ -333,6 +351,12 @@ class Diagnostics:
         meta.update(summary or {})
         (folder / f"{ALARMS}.tmp").write_text(json.dumps(meta, indent=1, default=_plain))
         os.replace(folder / f"{ALARMS}.tmp", folder / ALARMS)
+
+
+def _wide_norm(tensor: torch.Tensor) -> torch.Tensor:
+    """The 2-norm accumulated in float64 (float32 on Apple's MPS, which has no float64)."""
+    wide = torch.float32 if tensor.device.type == "mps" else torch.float64
+    return torch.linalg.vector_norm(tensor, dtype=wide)
 
 
 def _plain(value):

@@ -16,6 +16,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from cnnlab.errors import UserError
+
 
 @dataclass(frozen=True)
 class World:
@@ -57,13 +59,23 @@ def world() -> World:
     if size <= 1:
         return World()
     if not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
+        # NCCL moves CUDA tensors only; the loop also reduces small CPU tensors (stop flags,
+        # loss checks), which go through gloo.
+        backend = "cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo"
+        if torch.cuda.is_available():
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
         dist.init_process_group(backend=backend, timeout=timedelta(minutes=30))
     return World(rank=dist.get_rank(), size=dist.get_world_size(),
                  local_rank=int(os.environ.get("LOCAL_RANK", "0")),
                  local_size=int(os.environ.get("LOCAL_WORLD_SIZE", str(size))))
+
+
+def check_sync_bn(sync_bn: bool, device: torch.device) -> None:
+    """PyTorch's SyncBatchNorm runs on CUDA only: say so before any process starts training."""
+    if sync_bn and device.type != "cuda":
+        raise UserError(f"train.sync_bn needs CUDA GPUs, but this run is on {device}; set "
+                        "train.sync_bn=false (each process then normalizes with its own batch "
+                        "statistics)")
 
 
 def shutdown() -> None:

@@ -39,6 +39,10 @@ def test_a_deep_plain_sigmoid_net_raises_vanishing(tmp_path):
 def test_a_learning_rate_100x_too_high_raises_exploding_or_non_finite(tmp_path):
     report = train(tmp_path, ["optim.lr=5.0", "train.epochs=3"])
     assert kinds(report) & {"exploding", "non_finite"}
+    # Layers whose range grew many times over still plot (their early histograms are narrow).
+    plots = tmp_path / "plots"
+    cli("diagnose", str(tmp_path / "run"), "--plot", str(plots), check=True)
+    assert (plots / "histograms.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_a_large_negative_bias_before_relu_raises_dead(tmp_path):

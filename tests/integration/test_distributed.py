@@ -64,3 +64,12 @@ def test_a_killed_two_process_run_resumes(tmp_path, ddp_config):
     assert json.loads((out / "summary.json").read_text())["status"] == "completed"
     assert close(load_file(str(tmp_path / "one" / "model.safetensors")),
                  load_file(str(out / "model.safetensors")))
+
+
+def test_synchronized_batch_norm_on_cpu_processes_is_a_clear_error(tmp_path, tiny):
+    tiny["train"]["sync_bn"] = True
+    config = write_config(tmp_path / "sync.yaml", tiny)
+    result = cli("train", str(config), "--nproc", "2", "--out", str(tmp_path / "run"))
+    assert result.returncode == 2
+    assert "train.sync_bn needs CUDA GPUs" in result.stderr
+    assert "Traceback" not in result.stderr

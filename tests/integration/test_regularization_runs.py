@@ -104,3 +104,38 @@ def test_weight_averaging_that_never_starts_leaves_the_raw_model_final(tmp_path,
     assert summary["stopped_early"] == 2 and summary["swa_epochs"] == 0
     assert summary["weights"] == "raw"
     assert same(weights(out / "model.safetensors"), weights(out / "model_raw.safetensors"))
+
+
+def test_gradient_clipping_caps_every_step_at_the_configured_norm(tmp_path, tiny, monkeypatch):
+    from cnnlab.assemble import assemble
+
+    calls = []
+    original = torch.nn.utils.clip_grad_norm_
+
+    def recording(parameters, max_norm, *args, **kwargs):
+        total = original(parameters, max_norm, *args, **kwargs)
+        calls.append((max_norm, float(total)))
+        return total
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording)
+    initial = {k: v.clone() for k, v in assemble(cnnlab.load_config(tiny)).model.state_dict()
+               .items()}
+    summary, clipped = run(tmp_path, tiny, "clipped", ["train.grad_clip=1e-6"])
+    assert len(calls) == summary["steps"] and {c[0] for c in calls} == {1e-6}
+    assert all(norm > 1e-6 for _, norm in calls)  # the norm before clipping is returned
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", original)
+    _, free = run(tmp_path, tiny, "free")
+
+    def moved(folder):
+        final = weights(folder / "model.safetensors")
+        return sum(float((final[k] - initial[k]).norm()) for k in final if k.endswith("weight"))
+
+    # SGD steps of norm at most lr * 1e-6 (plus momentum) barely move the weights.
+    assert moved(clipped) < 1e-3 * moved(free)
+
+
+def test_label_smoothing_applies_to_the_ordinary_training_loss(tmp_path, tiny):
+    plain, _ = run(tmp_path, tiny, "plain")
+    smoothed, _ = run(tmp_path, tiny, "smoothed", ["train.label_smoothing=0.3"])
+    # Smoothed targets put 0.3 of the mass on the other classes: the loss cannot go as low.
+    assert smoothed["final_train_loss"] > plain["final_train_loss"] + 0.05

@@ -137,6 +137,47 @@ def test_report_of_one_run_folder_has_no_statistics(study):
     assert str(run) in section(page, "errors-of-best-run")
 
 
+def test_report_cli_shows_the_chosen_runs_diagnostics_and_says_what_was_run(study):
+    other = run_folder(study, COMBINATIONS[1], seed=1)
+    out = study / "cli" / "chosen.html"
+    result = cli("report", "tiny", "--storage", str(study / "s.journal"), "-o", str(out),
+                 "--diagnostics-run", str(other), cwd=study, check=True)
+    assert result.stdout.strip() == f"report: {out}"
+    page = out.read_text()
+    assert str(other) in section(page, "diagnostics")
+    what = section(page, "what-was-run")
+    assert "8 finished runs: 4 combinations x 2 seeds (0, 1)." in what
+    factors = re.findall(r"<tr>.*?</tr>", what.split("Config keys that differ")[1], re.S)
+    assert any("model.activation" in row and "relu, gelu" in row for row in factors)
+    assert any("optim.lr" in row and "0.05, 0.02" in row for row in factors)
+    missing = cli("report", "tiny", "--storage", str(study / "s.journal"), "-o",
+                  str(study / "cli" / "x.html"), "--diagnostics-run", str(study), cwd=study)
+    assert missing.returncode == 2 and "--diagnostics-run" in missing.stderr
+
+
+def test_every_report_figure_labels_its_axes(study, monkeypatch):
+    import importlib
+
+    from cnnlab.report import style
+
+    unlabelled = []
+
+    def checking(fig, path, *args, **kwargs):
+        for axis in fig.axes:
+            # Colour bars carry their label on the bar; image tiles turn their axes off.
+            if axis.get_label() == "<colorbar>" or not axis.axison:
+                continue
+            if not (axis.get_xlabel() and axis.get_ylabel()):
+                unlabelled.append(f"{Path(path).name}: {axis.get_title()!r}")
+        return style.save(fig, path, *args, **kwargs)
+
+    for name in ("diagnostics_plots", "figures", "lr_plots", "propagation_plot"):
+        monkeypatch.setattr(importlib.import_module(f"cnnlab.report.{name}"), "save", checking)
+    build_report(["tiny"], study / "labels" / "r.html", storage=str(study / "s.journal"),
+                 lr_find=study / "lr.json")
+    assert unlabelled == []
+
+
 def test_report_page_in_headless_chromium(html_report, tmp_path):
     sync_api = pytest.importorskip(
         "playwright.sync_api", reason="the playwright package drives the browser (pip install "

@@ -18,13 +18,15 @@ from tests.conftest import cli, write_config
 def slow_config(tmp_path: Path, tiny: dict) -> Path:
     # Big enough to be killed mid-epoch; checkpoints every few steps as well as at epoch ends.
     # Every stateful or random piece is on: augmentation, dropout, mixing, the weight average
-    # and early stopping (with a patience it never reaches), so resume must restore them all.
+    # and early stopping (with a patience it never reaches, keeping the average as the final
+    # model), so resume must restore them all.
     tiny["data"]["synthetic"].update(train_size=1600, noise=0.5)
     tiny["data"]["augment"] = {"crop_padding": 2, "flip": True, "cutout": 3}
     tiny["model"].update(dropout=0.2, dropout2d=0.1)
     tiny["train"].update(epochs=3, checkpoint_every=9, mixup=0.2, cutmix=1.0,
                          ema={"decay": 0.9, "warmup_steps": 5},
-                         early_stopping={"metric": "val_acc", "mode": "max", "patience": 10})
+                         early_stopping={"metric": "val_acc", "mode": "max", "patience": 10,
+                                         "restore_best": False})
     tiny["schedule"] = {"name": "cosine", "warmup": {"epochs": 1}}
     tiny["diagnostics"] = {"every": 3}
     return write_config(tmp_path / "slow.yaml", tiny)
@@ -93,7 +95,10 @@ def test_sigkill_then_resume_gives_bit_identical_weights(tmp_path, reference, mo
     assert "run folder" in result.stdout
     assert same_weights(weights(out), expected)
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["best_val_acc"] == expected_summary["best_val_acc"]
+    assert summary["weights"] == "ema"  # the final weights compared above are the average
+    for key in ("best_val_acc", "final_ema_val_acc", "early_stopping_best",
+                "early_stopping_best_epoch"):
+        assert summary[key] == expected_summary[key], key
     metrics = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["epoch"] for m in metrics] == [1, 2, 3]  # no duplicated or missing epochs
     # Diagnostics samples resume too: the same sampled steps, none twice.
@@ -152,7 +157,6 @@ def swa_reference(tmp_path_factory):
     config = slow_config(tmp, tiny)
     raw = yaml.safe_load(config.read_text())
     raw["train"].pop("ema")
-    raw["train"]["early_stopping"]["restore_best"] = False
     raw["train"]["swa"] = {"start_epoch": 1, "lr": 0.02, "anneal_epochs": 0.5}
     config = write_config(tmp / "swa.yaml", raw)
     cli("train", str(config), "--out", str(tmp / "ref"), "--quiet", check=True)

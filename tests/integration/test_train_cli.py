@@ -76,6 +76,20 @@ def test_eval_reports_final_and_best_weights_on_a_split(tmp_path, tiny):
     assert moved["val_acc"] == pytest.approx(summary["final_val_acc"])
 
 
+def test_eval_of_the_best_weights_measures_the_best_epoch_not_the_last(tmp_path, tiny):
+    # A constant LR this high peaks at epoch 2 and falls back: best and final differ.
+    tiny["optim"]["lr"] = 0.3
+    tiny["schedule"] = "constant"
+    tiny["train"]["epochs"] = 4
+    out = tmp_path / "run"
+    cli("train", str(write_config(tmp_path / "c.yaml", tiny)), "--out", str(out), "--quiet",
+        check=True)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best_epoch"] < 4 and summary["best_val_acc"] > summary["final_val_acc"]
+    best = json.loads(cli("eval", str(out), "--weights", "best", "--json", check=True).stdout)
+    assert best["val_acc"] == pytest.approx(summary["best_val_acc"])
+
+
 def test_list_shows_every_registry_entry_with_a_description():
     from cnnlab.catalogue import catalogue
 

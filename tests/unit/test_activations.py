@@ -59,3 +59,34 @@ def test_dead_and_saturated_masks():
     assert relu.saturated(x).tolist() == [False, False, False]
     tanh = build_activation(SPEC.validate_python("tanh"), 1)
     assert tanh.saturated(torch.tensor([-5.0, 0.0, 5.0])).tolist() == [True, False, True]
+
+
+def test_activation_options_reach_the_module():
+    def inner(spec):
+        return build_activation(SPEC.validate_python(spec), channels=8).fn
+
+    assert inner({"name": "prelu"}).weight.numel() == 8  # per channel by default
+    assert inner({"name": "prelu", "per_channel": False}).weight.numel() == 1
+    assert inner({"name": "prelu", "init": 0.1}).weight.detach().eq(0.1).all()
+    assert inner({"name": "gelu", "approximate": "tanh"}).approximate == "tanh"
+    assert inner({"name": "elu", "alpha": 0.5}).alpha == 0.5
+    assert inner({"name": "celu", "alpha": 2.0}).alpha == 2.0
+    assert inner({"name": "softplus", "beta": 3.0}).beta == 3.0
+    assert inner({"name": "leaky_relu", "negative_slope": 0.2}).negative_slope == 0.2
+
+
+def test_norm_options_reach_the_module_and_groups_divide_the_width():
+    from torch import nn
+
+    from cnnlab.components.norms import NormSpec, build_norm
+
+    def norm(spec, channels=12):
+        return build_norm(TypeAdapter(NormSpec).validate_python(spec), channels)
+
+    assert norm({"name": "group", "groups": 4}).num_groups == 4
+    assert norm({"name": "group", "groups": 8}).num_groups == 6  # the largest divisor of 12
+    assert norm({"name": "layer"}).num_groups == 1
+    assert norm({"name": "instance"}).num_groups == 12
+    batch = norm({"name": "batch", "momentum": 0.05, "eps": 1e-3})
+    assert isinstance(batch, nn.BatchNorm2d) and (batch.momentum, batch.eps) == (0.05, 1e-3)
+    assert isinstance(norm("none"), nn.Identity)

@@ -40,6 +40,15 @@ def test_overrides_parse_values_as_yaml():
     assert cfg.model.widths == [4, 8]
 
 
+def test_amp_off_means_off_although_yaml_reads_a_bare_off_as_false(tmp_path):
+    assert load_config({}, ["train.amp=off"]).train.amp == "off"
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  amp: off\n")
+    assert load_config(path).train.amp == "off"
+    with pytest.raises(UserError, match="train.amp: received True"):
+        load_config({}, ["train.amp=on"])
+
+
 def test_an_override_can_add_options_to_a_name_given_as_shorthand():
     raw = {"model": {"arch": "simple_cnn", "activation": "leaky_relu", "init": "kaiming_normal"}}
     apply_override(raw, "model.activation.negative_slope=0.3")

@@ -109,6 +109,23 @@ def test_imagefolder_is_decoded_once_then_read_from_the_cache(tmp_path):
     assert not load_data(cfg).cache_hit
 
 
+def test_an_image_folder_without_a_test_folder_is_split_by_test_split(tmp_path):
+    root = make_folder(tmp_path / "imgs", per_class=10)
+    flat = tmp_path / "flat"
+    (root / "train").rename(flat)
+    bundle = load_data(data_cfg(dataset="imagefolder", root=str(flat), val_split=0,
+                                test_split=0.2))
+    assert (len(bundle.train), len(bundle.test)) == (16, 4)
+    assert sorted(bundle.test.labels.tolist()) == [0, 0, 1, 1]  # stratified
+
+
+def test_given_normalization_statistics_are_used_as_given():
+    bundle = load_data(data_cfg(dataset="digits", normalize={"mean": [0.5], "std": [0.25]}))
+    assert list(bundle.mean) == [0.5] and list(bundle.std) == [0.25]
+    computed = load_data(data_cfg(dataset="digits"))
+    assert list(computed.mean) != [0.5]
+
+
 def test_grey_image_folders_get_one_channel(tmp_path):
     root = make_folder(tmp_path / "grey", mode="L")
     bundle = load_data(data_cfg(dataset="imagefolder", root=str(root), val_split=0))
@@ -175,14 +192,17 @@ def write_idx(path: Path, array: np.ndarray) -> None:
     path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 
-def test_torchvision_mnist_reads_local_files_without_downloading(tmp_path):
-    raw = tmp_path / "MNIST" / "raw"
+@pytest.mark.parametrize("dataset, folder", [("mnist", "MNIST"),
+                                             ("fashion_mnist", "FashionMNIST"),
+                                             ("kmnist", "KMNIST")])
+def test_torchvision_mnist_reads_local_files_without_downloading(tmp_path, dataset, folder):
+    raw = tmp_path / folder / "raw"
     raw.mkdir(parents=True)
     rng = np.random.default_rng(0)
     for prefix, count in (("train", 30), ("t10k", 10)):
         write_idx(raw / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (count, 28, 28)))
         write_idx(raw / f"{prefix}-labels-idx1-ubyte", np.arange(count) % 10)
-    bundle = load_data(data_cfg(dataset="mnist", root=str(tmp_path), val_split=0))
+    bundle = load_data(data_cfg(dataset=dataset, root=str(tmp_path), val_split=0))
     assert bundle.train.shape == (1, 28, 28) and len(bundle.train) == 30
     assert len(bundle.test) == 10
 

@@ -942,3 +942,15 @@ def test_whitening_only_applies_to_the_first_convolution():
     with pytest.raises(UserError, match="first convolution"):
         build_model(spec(arch="fastnet", widths=[8, 8, 8], init=rules), 3, 10, (10, 10), 0,
                     sample_batch=lambda: torch.randn(8, 3, 10, 10))
+
+
+@pytest.mark.parametrize("arch, blocks", [("resnet18", 8), ("resnet34", 16)])
+@pytest.mark.parametrize("norm, init", [
+    ("none", "fixup"), ("batch", {"default": "kaiming_normal", "zero_init_residual": True})])
+def test_imagenet_style_resnets_start_with_silent_residual_branches_too(arch, blocks, norm, init):
+    model, _ = build_model(spec(arch=arch, norm=norm, init=init), 3, 10, (16, 16), 0)
+    model.train()
+    records = run_blocks(model, torch.randn(4, 3, 16, 16, generator=torch.Generator()
+                                            .manual_seed(1)))
+    assert len(records) == blocks
+    assert all((record["branch"] == 0).all() for record in records)

@@ -97,3 +97,29 @@ def test_norm_position_orders_the_block(position):
             module.register_forward_hook(lambda m, i, o, n=name: calls.append(n.split(".")[-1]))
     model(torch.randn(2, 1, 8, 8))
     assert calls == (["norm", "act"] if position == "before_activation" else ["act", "norm"])
+
+
+@pytest.mark.parametrize("arch", MODELS.names())
+def test_every_model_takes_dropout_before_the_classifier_and_spatial_dropout_in_its_blocks(arch):
+    model, _ = build_model(spec(arch=arch, dropout=0.3, dropout2d=0.1), 3, 10, (16, 16), seed=0)
+    rates = {type(m).__name__: m.p for m in model.modules()
+             if isinstance(m, (torch.nn.Dropout, torch.nn.Dropout2d))}
+    assert rates == {"Dropout": 0.3, "Dropout2d": 0.1}
+    model.train()
+    x = torch.randn(2, 3, 16, 16)
+    assert not torch.equal(model(x), model(x))  # dropout draws anew each pass
+    model.eval()
+    assert torch.equal(model(x), model(x))
+
+
+@pytest.mark.parametrize("arch", [a for a in MODELS.names() if MODELS.get(a).meta.get("residual")])
+def test_stochastic_depth_drops_residual_branches_only_in_training(arch):
+    model, _ = build_model(spec(arch=arch, drop_path=0.5), 3, 10, (16, 16), seed=0)
+    x = torch.randn(4, 3, 16, 16)
+    model.train()
+    torch.manual_seed(0)
+    first = model(x)
+    torch.manual_seed(1)
+    assert not torch.equal(first, model(x))
+    model.eval()
+    assert torch.equal(model(x), model(x))

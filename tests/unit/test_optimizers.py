@@ -57,6 +57,8 @@ def test_torch_optimizers_receive_every_configured_hyperparameter():
     assert isinstance(sgd, torch.optim.SGD)
     group = sgd.param_groups[0]
     assert (group["lr"], group["momentum"], group["dampening"]) == (0.2, 0.8, 0.1)
+    nesterov = build_optimizer(optim_spec(name="sgd", momentum=0.9, nesterov=True), TinyNet(), 32)
+    assert nesterov.param_groups[0]["nesterov"] is True
     adamw = build_optimizer(optim_spec(name="adamw", betas=[0.8, 0.95], eps=1e-6, amsgrad=True),
                             TinyNet(), 32)
     assert isinstance(adamw, torch.optim.AdamW)

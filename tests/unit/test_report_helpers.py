@@ -266,3 +266,19 @@ def test_a_search_study_points_to_its_run_folders(tmp_path):
     study.set_user_attr("runs_root", "runs")
     with pytest.raises(UserError, match=r"search.*runs/wide"):
         build_report(["wide"], tmp_path / "r.html", storage=str(journal))
+
+
+def test_histograms_of_ranges_far_narrower_than_the_widest_map_onto_the_middle_bins():
+    from cnnlab.diagnostics import BINS
+    from cnnlab.report.diagnostics_plots import _common_grid
+
+    counts = np.zeros((4, BINS))
+    counts[:, BINS // 2 - 1] = 5.0
+    counts[:, BINS // 2] = 3.0
+    # Ranges 1, 2, 2**6 and 2**10: an exploding layer whose early samples are 1,024x narrower.
+    grid, widest = _common_grid(counts, np.array([1.0, 2.0, 64.0, 1024.0]))
+    assert widest == 1024.0
+    assert (grid.sum(axis=1) == 8.0).all()  # every count lands somewhere
+    assert grid[3, BINS // 2 - 1] == 5.0 and grid[3, BINS // 2] == 3.0  # the widest: as it was
+    # 1,024x narrower: one of the two bins that meet at zero.
+    assert grid[0].nonzero()[0].tolist() in ([BINS // 2 - 1], [BINS // 2])

@@ -80,7 +80,12 @@ def _common_grid(hist: np.ndarray, ranges: np.ndarray) -> tuple[np.ndarray, floa
         if bound <= 0 or not math.isfinite(bound):
             continue
         shrink = int(round(math.log2(widest / bound)))  # this range is widest / 2**shrink
-        merged = counts.reshape(-1, 2**shrink).sum(axis=1) if shrink else counts
+        if 2**shrink >= BINS:
+            # A range 64x or more narrower than the widest (a run that exploded later): the
+            # whole histogram falls within the middle bin of the common grid.
+            merged = counts.sum(keepdims=True)
+        else:
+            merged = counts.reshape(-1, 2**shrink).sum(axis=1) if shrink else counts
         start = (BINS - len(merged)) // 2
         grid[sample, start:start + len(merged)] = merged
     return grid, widest
