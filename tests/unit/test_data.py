@@ -239,3 +239,42 @@ def test_flip_mirrors_about_half_and_cutout_zeroes_a_square():
     zeros = (masked == 0).sum(dim=(1, 2, 3))
     assert int(zeros.max()) == 16  # a full 4x4 square when it does not overhang
     assert int(zeros.min()) >= 4   # at least a 2x2 corner remains when it does
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_each_process_reads_and_augments_only_its_share_of_the_global_batch(tmp_path, monkeypatch,
+                                                                            in_memory):
+    from cnnlab.data import loaders
+    from cnnlab.data.augment import Augmenter, Normalizer
+    from cnnlab.data.loaders import TrainBatches
+
+    root = make_folder(tmp_path / "imgs", per_class=8)
+    cfg = load_config({"data": {"dataset": "imagefolder", "root": str(root), "val_split": 0,
+                                "in_memory": in_memory,
+                                "augment": {"crop_padding": 2, "flip": True, "cutout": 3}}})
+    bundle = load_data(cfg.data)
+    normalizer = Normalizer(bundle.mean, bundle.std, torch.device("cpu"), channels_last=False)
+
+    decoded = []
+    original = loaders.decode
+    monkeypatch.setattr(loaders, "decode", lambda path, *a: decoded.append(path) or
+                        original(path, *a))
+
+    def epoch(shard):
+        batches = TrainBatches(bundle.train, 8, seed=3, device=torch.device("cpu"),
+                               augmenter=Augmenter(cfg.data.augment, normalizer), shard=shard)
+        decoded.clear()
+        out = list(batches.epoch(1))
+        return out, list(decoded)
+
+    whole, read_whole = epoch((0, 1))
+    first, read_first = epoch((0, 2))
+    second, read_second = epoch((1, 2))
+    assert len(whole) == len(first) == len(second) == 2
+    for (x, y), (x0, y0), (x1, y1) in zip(whole, first, second):
+        assert x0.shape[0] == x1.shape[0] == 4
+        assert torch.equal(torch.cat([x0, x1]), x) and torch.equal(torch.cat([y0, y1]), y)
+    if not in_memory:
+        # DistributedSampler's division of the work: each file is decoded by one process.
+        assert len(read_first) == len(read_second) == 8 and len(read_whole) == 16
+        assert sorted(read_first + read_second) == sorted(read_whole)

@@ -4,6 +4,10 @@ Random crops with padding and flips run on the uint8 batch with two gathers and 
 cutout masks the normalized batch, so no image is touched one at a time in Python. Random draws
 come from a CPU generator seeded per (seed, epoch, step), which makes every batch a pure function
 of where it is in training: a resumed run sees exactly the batches it would have seen.
+
+A process of a distributed run augments only its rows of the global batch: `part=(offset,
+total)` says the images are rows offset.. of a batch of `total`, and every random draw is made
+for all `total` rows and then sliced, so each row is augmented exactly as in a single process.
 """
 
 from __future__ import annotations
@@ -11,9 +15,21 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+# (offset, total): the images are rows offset.. of a global batch of `total` (None: all of it).
+Part = tuple[int, int] | None
+
+
+def _draw(sample, n: int, part: Part) -> torch.Tensor:
+    """`sample(count)` draws one value per row of the global batch; these are this process's
+    `n` rows of them."""
+    if part is None:
+        return sample(n)
+    offset, total = part
+    return sample(total)[offset:offset + n]
+
 
 def random_crop(images: torch.Tensor, padding: int, gen: torch.Generator,
-                mode: str = "zeros") -> torch.Tensor:
+                mode: str = "zeros", part: Part = None) -> torch.Tensor:
     """Pad by `padding` on every side and crop back at a random offset per image."""
     if padding <= 0:
         return images
@@ -22,27 +38,31 @@ def random_crop(images: torch.Tensor, padding: int, gen: torch.Generator,
         padded = F.pad(images.float(), (padding,) * 4, mode="reflect").to(images.dtype)
     else:
         padded = F.pad(images, (padding,) * 4)
-    dy = torch.randint(0, 2 * padding + 1, (n,), generator=gen).to(images.device)
-    dx = torch.randint(0, 2 * padding + 1, (n,), generator=gen).to(images.device)
+    def offsets(count: int) -> torch.Tensor:
+        return torch.randint(0, 2 * padding + 1, (count,), generator=gen)
+
+    dy = _draw(offsets, n, part).to(images.device)
+    dx = _draw(offsets, n, part).to(images.device)
     rows = (dy[:, None] + torch.arange(h, device=images.device))[:, None, :, None]
     padded = torch.gather(padded, 2, rows.expand(n, c, h, w + 2 * padding))
     cols = (dx[:, None] + torch.arange(w, device=images.device))[:, None, None, :]
     return torch.gather(padded, 3, cols.expand(n, c, h, w))
 
 
-def random_flip(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+def random_flip(images: torch.Tensor, gen: torch.Generator, part: Part = None) -> torch.Tensor:
     """Mirror a random half of the batch left-right."""
-    flip = (torch.rand(images.shape[0], generator=gen) < 0.5).to(images.device)
+    coins = _draw(lambda count: torch.rand(count, generator=gen), images.shape[0], part)
+    flip = (coins < 0.5).to(images.device)
     return torch.where(flip[:, None, None, None], images.flip(3), images)
 
 
-def cutout(x: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
+def cutout(x: torch.Tensor, size: int, gen: torch.Generator, part: Part = None) -> torch.Tensor:
     """DeVries & Taylor 2017: zero a size x size square at a random centre (may overhang)."""
     if size <= 0:
         return x
     n, _, h, w = x.shape
-    cy = torch.randint(0, h, (n,), generator=gen).to(x.device)
-    cx = torch.randint(0, w, (n,), generator=gen).to(x.device)
+    cy = _draw(lambda count: torch.randint(0, h, (count,), generator=gen), n, part).to(x.device)
+    cx = _draw(lambda count: torch.randint(0, w, (count,), generator=gen), n, part).to(x.device)
     half_low, half_high = size // 2, size - size // 2
     ys = torch.arange(h, device=x.device)[None, :, None]
     xs = torch.arange(w, device=x.device)[None, None, :]
@@ -77,10 +97,11 @@ class Augmenter:
         s = self.spec
         return s.crop_padding > 0 or s.flip or s.cutout > 0
 
-    def __call__(self, images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, gen: torch.Generator, part: Part = None
+                 ) -> torch.Tensor:
         s = self.spec
-        images = random_crop(images, s.crop_padding, gen, s.crop_mode)
+        images = random_crop(images, s.crop_padding, gen, s.crop_mode, part)
         if s.flip:
-            images = random_flip(images, gen)
+            images = random_flip(images, gen, part)
         x = self.normalize(images)
-        return cutout(x, s.cutout, gen)
+        return cutout(x, s.cutout, gen, part)

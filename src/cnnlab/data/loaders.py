@@ -50,7 +50,9 @@ def batches_per_epoch(images: int, batch_size: int) -> int:
 
 class TrainBatches:
     """Seeded, augmented training batches. With `shard=(rank, size)` (one process of a
-    distributed run) every process builds the same global batch and keeps its slice."""
+    distributed run) every process reads and augments only its slice of each global batch,
+    with the random draws of the whole batch, so the slices add up to the single-process batch
+    (DistributedSampler's division of the work, without changing what is trained on)."""
 
     def __init__(self, images: ImageSet, batch_size: int, seed: int, device: torch.device,
                  augmenter: Augmenter, workers: int = 0, shard: tuple[int, int] = (0, 1)):
@@ -78,7 +80,11 @@ class TrainBatches:
         (a checkpoint keeps it)."""
         order = self.order(epoch) if order is None else order
         steps = range(start_step, self.steps_per_epoch)
+        share = self.batch_size // self.shards
+        part = (self.rank * share, self.batch_size) if self.shards > 1 else None
         batches = [order[k * self.batch_size:(k + 1) * self.batch_size] for k in steps]
+        if part is not None:
+            batches = [b[part[0]:part[0] + share] for b in batches]
         if self.source.in_memory:
             raw = ((self.images[b.to(self.device)], self.labels[b.to(self.device)])
                    for b in batches)
@@ -86,12 +92,7 @@ class TrainBatches:
             raw = ((x.to(self.device, non_blocking=True), y.to(self.device))
                    for x, y in _stream(self.source, batches, self.workers))
         for step, (images, labels) in zip(steps, raw):
-            x = self.augment(images, generator(self.seed, "augment", epoch, step))
-            if self.shards > 1:
-                size = x.shape[0] // self.shards
-                x = x[self.rank * size:(self.rank + 1) * size]
-                labels = labels[self.rank * size:(self.rank + 1) * size]
-            yield x, labels
+            yield self.augment(images, generator(self.seed, "augment", epoch, step), part), labels
 
 
 def eval_batches(images: ImageSet, batch_size: int, device: torch.device, normalizer: Normalizer,
