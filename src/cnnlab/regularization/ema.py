@@ -7,17 +7,15 @@ decay ramps up from 0, so early averages are not dominated by the random initial
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from torch import nn
+
+from cnnlab.regularization import frozen_copy
 
 
 class WeightEma:
     def __init__(self, model: nn.Module, decay: float, warmup_steps: int = 0, every: int = 1):
-        self.model = copy.deepcopy(model).eval()
-        for param in self.model.parameters():
-            param.requires_grad_(False)
+        self.model = frozen_copy(model)
         self.decay = decay
         self.warmup_steps = warmup_steps
         self.every = every

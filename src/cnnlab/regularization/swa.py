@@ -10,19 +10,18 @@ against.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 
 import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
+from cnnlab.regularization import frozen_copy
+
 
 class WeightAverage:
     def __init__(self, model: nn.Module, start_epoch: int):
-        self.model = copy.deepcopy(model).eval()
-        for param in self.model.parameters():
-            param.requires_grad_(False)
+        self.model = frozen_copy(model)
         self.parameter_names = {name for name, _ in self.model.named_parameters()}
         self.start_epoch = start_epoch
         self.averaged = 0  # epochs folded in so far
