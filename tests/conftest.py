@@ -43,6 +43,31 @@ def tiny() -> dict:
     return copy.deepcopy(TINY)
 
 
+def same_tensors(a: dict, b: dict, rtol: float = 0.0, atol: float = 0.0) -> bool:
+    """Whether two name -> tensor dicts (state dicts, safetensors files) hold the same names and
+    equal tensors: bit for bit by default, within rtol/atol when given. Comparing nothing is an
+    error, not a pass: an empty dict here means the caller loaded the wrong thing."""
+    import torch
+
+    if not a or not b:
+        raise AssertionError(f"nothing to compare: {len(a)} and {len(b)} tensors")
+    if a.keys() != b.keys():
+        return False
+    compared = 0
+    for name in a:
+        if a[name].shape != b[name].shape:
+            return False
+        if rtol == 0.0 and atol == 0.0:
+            equal = bool((a[name] == b[name]).all())
+        else:
+            equal = torch.allclose(a[name], b[name], rtol=rtol, atol=atol)
+        if not equal:
+            return False
+        compared += 1
+    assert compared == len(a) > 0
+    return True
+
+
 def write_config(path: Path, config: dict) -> Path:
     import yaml
 

@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 
 import cnnlab
 from cnnlab.errors import UserError
+from tests.conftest import same_tensors as same
 
 
 def weights(path):
@@ -19,10 +20,6 @@ def average_in_metadata(path):
     """Which weights a safetensors file says it holds: none, ema or swa."""
     with safe_open(str(path), "pt") as handle:
         return handle.metadata()["average"]
-
-
-def same(a, b):
-    return a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
 
 
 def run(tmp_path, tiny, name, overrides=()):

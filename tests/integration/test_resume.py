@@ -12,7 +12,7 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from tests.conftest import cli, write_config
+from tests.conftest import cli, same_tensors as same_weights, write_config
 
 
 def slow_config(tmp_path: Path, tiny: dict) -> Path:
@@ -37,10 +37,6 @@ def weights(run: Path) -> dict:
     averaged = load_file(str(run / "model.safetensors"))
     raw = load_file(str(run / "model_raw.safetensors"))
     return {**{f"ema.{k}": v for k, v in averaged.items()}, **raw}
-
-
-def same_weights(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
 
 
 def wait_for(path: Path, process: subprocess.Popen, timeout: float = 120) -> None:

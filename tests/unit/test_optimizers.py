@@ -14,6 +14,7 @@ from cnnlab.components.lion import Lion
 from cnnlab.components.optimizers import (OPTIMIZERS, build_optimizer, effective_lr,
                                           parameter_groups)
 from cnnlab.config import load_config
+from tests.conftest import same_tensors
 
 
 def optim_spec(**keys):
@@ -109,7 +110,7 @@ def test_gradient_accumulation_over_two_half_batches_equals_one_whole_batch(tmp_
 
     a = load_file(str(tmp_path / "whole" / "model.safetensors"))
     b = load_file(str(tmp_path / "halves" / "model.safetensors"))
-    assert all(torch.allclose(a[k], b[k], rtol=1e-4, atol=1e-6) for k in a)
+    assert same_tensors(a, b, rtol=1e-4, atol=1e-6)
 
 
 # --- LAMB and Lion against their papers' algorithms, written out in NumPy, element by element --
