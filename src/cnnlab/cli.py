@@ -302,7 +302,8 @@ def _diagnose(args: argparse.Namespace) -> int:
     overhead = result["overhead"]
     cost = (f"{overhead['fraction']:.1%} of step time" if overhead.get("fraction") is not None
             else "not measured (too few steps)")
-    print(f"{result['run']}: {result['samples']} samples, every {result['every']} steps; "
+    print(f"{result['run']}: {result['samples']} samples (the first steps, then every "
+          f"{result['every']} steps at the end); "
           f"diagnostics cost {cost}")
     print(f"  {'layer':<28} {'kind':<10} {'std first':>10} {'std last':>10} {'dead max':>9} "
           f"{'sat max':>8} {'|grad|':>9} {'upd ratio':>10}")

@@ -178,7 +178,11 @@ class TrainConfig(Options):
 
 
 class DiagnosticsConfig(Options):
-    every: int = Field(50, ge=0, description="optimizer steps between samples; 0 turns them off")
+    every: int = Field(50, ge=0, description="shortest interval between samples in optimizer "
+                       "steps (the first steps and 20 per run are always sampled); 0: off")
+    budget: float | None = Field(0.05, gt=0.0, le=1.0, description="largest average share of "
+                                 "step time sampling may cost, measured in the run: the interval "
+                                 "widens to fit; null: keep `every`")
     max_samples: int = Field(2000, ge=10, description="beyond this, keep every other sample")
     explode_threshold: float = Field(1e3, gt=0.0, description="global gradient norm alarm")
 

@@ -1,4 +1,6 @@
-"""What happens inside the network while it trains, sampled every `diagnostics.every` steps.
+"""What happens inside the network while it trains, sampled on the steps `cnnlab.sampling`
+picks: the first steps, at least 20 per run, and otherwise every `diagnostics.every` steps or
+less often when the measured cost would exceed `diagnostics.budget` of the step time.
 
 On a sampled step, forward hooks on every conv, linear, norm and activation layer reduce its
 output on the device (mean, std, max |x|, a histogram, and for activations the fraction of dead
@@ -28,6 +30,7 @@ import torch
 from torch import nn
 
 from cnnlab.components.kinds import layer_kind
+from cnnlab.sampling import BUDGET, Sampling
 
 BINS = 64
 # Layer statistics read the first images of the sampled batch only: 64 images give each channel
@@ -60,8 +63,9 @@ class Layer:
 
 class Diagnostics:
     def __init__(self, model: nn.Module, every: int, max_samples: int = 2000,
-                 explode_threshold: float = 1e3):
-        self.every = every
+                 explode_threshold: float = 1e3, total_steps: int | None = None,
+                 budget: float | None = BUDGET):
+        self.sampling = Sampling(every, total_steps, budget)
         self.max_samples = max_samples
         self.explode_threshold = explode_threshold
         self.layers = [Layer(n, k, m) for n, m in model.named_modules()
@@ -71,7 +75,6 @@ class Diagnostics:
         self.ranges = [0.0] * len(self.layers)  # histogram half-range per layer (0: unknown)
         self.records: list[dict] = []
         self.alarms: list[dict] = []
-        self.step_times = {"sampled": [0.0, 0], "plain": [0.0, 0]}
         self._open: dict[str, tuple[int, int]] = {}  # alarm key -> (start step, count)
         self._vanishing_streak = 0
         self._previous_grad_norm: float | None = None
@@ -79,8 +82,13 @@ class Diagnostics:
 
     # --------------------------------------------------------------------------- sampling
 
+    @property
+    def every(self) -> int:
+        """The interval between samples now in effect."""
+        return self.sampling.interval
+
     def want(self, step: int) -> bool:
-        return self.every > 0 and step % self.every == 0
+        return self.sampling.want(step)
 
     @contextmanager
     def capture(self):
@@ -193,6 +201,7 @@ class Diagnostics:
             while math.isfinite(peak) and peak > self.ranges[index] > 0:
                 self.ranges[index] *= 2.0
         self.records.append(record)
+        self.sampling.taken(step)
         self._thin()
         return self._judge(record, judge_updates)
 
@@ -201,7 +210,7 @@ class Diagnostics:
         as often from now on."""
         if len(self.records) > self.max_samples:
             self.records = self.records[::2]
-            self.every *= 2
+            self.sampling.thin()
 
     # ----------------------------------------------------------------------------- alarms
 
@@ -304,38 +313,26 @@ class Diagnostics:
     # ------------------------------------------------------------------------ bookkeeping
 
     def time_step(self, sampled: bool, seconds: float) -> None:
-        bucket = self.step_times["sampled" if sampled else "plain"]
-        bucket[0] += seconds
-        bucket[1] += 1
+        self.sampling.time_step(sampled, seconds)
 
     def overhead(self) -> dict:
-        """Cost of sampling measured in this run: extra seconds per sampled step, and that cost
-        spread over `every` steps as a share of a plain step."""
-        (sampled, n_sampled), (plain, n_plain) = self.step_times["sampled"], \
-            self.step_times["plain"]
-        if not n_sampled or not n_plain:
-            return {"sampled_steps": n_sampled, "plain_steps": n_plain, "fraction": None}
-        per_sampled, per_plain = sampled / n_sampled, plain / n_plain
-        extra = max(per_sampled - per_plain, 0.0)
-        return {"sampled_steps": n_sampled, "plain_steps": n_plain,
-                "seconds_per_plain_step": per_plain, "seconds_per_sampled_step": per_sampled,
-                "every": self.every, "fraction": extra / self.every / per_plain}
+        """Cost of sampling measured in this run (see `cnnlab.sampling`): the extra seconds of
+        the sampled steps as a share of the timed steps' time without sampling."""
+        return self.sampling.overhead()
 
     def state_dict(self) -> dict:
-        return {"ranges": list(self.ranges), "every": self.every, "alarms": list(self.alarms),
+        return {"ranges": list(self.ranges), "alarms": list(self.alarms),
                 "open": {k: list(v) for k, v in self._open.items()},
                 "streak": self._vanishing_streak, "previous": self._previous_grad_norm,
-                "times": {k: list(v) for k, v in self.step_times.items()},
-                "samples": len(self.records)}
+                "sampling": self.sampling.state_dict(), "samples": len(self.records)}
 
     def load_state_dict(self, state: dict, folder: Path) -> None:
         self.ranges = list(state["ranges"])
-        self.every = state["every"]
         self.alarms = list(state["alarms"])
         self._open = {k: tuple(v) for k, v in state["open"].items()}
         self._vanishing_streak = state["streak"]
         self._previous_grad_norm = state["previous"]
-        self.step_times = {k: list(v) for k, v in state["times"].items()}
+        self.sampling.load_state_dict(state["sampling"])
         self.records = load_records(folder)[: state["samples"]]
 
     def save(self, folder: Path, summary: dict | None = None) -> None:

@@ -157,7 +157,8 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
     swa = (WeightAverage(model, cfg.train.swa.first_epoch(cfg.train.epochs))
            if cfg.train.swa else None)
     diagnostics = (Diagnostics(model, cfg.diagnostics.every, cfg.diagnostics.max_samples,
-                               cfg.diagnostics.explode_threshold)
+                               cfg.diagnostics.explode_threshold, schedule.ctx.total_steps,
+                               cfg.diagnostics.budget)
                    if cfg.diagnostics.every > 0 and main else None)
     stopper = (EarlyStopping(cfg.train.early_stopping.metric, cfg.train.early_stopping.mode,
                              cfg.train.early_stopping.patience,

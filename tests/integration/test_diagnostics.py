@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import cnnlab
-from cnnlab.diagnostics import FILE, Diagnostics, diagnose
+from cnnlab.diagnostics import FILE, VANISHING_SAMPLES, Diagnostics, diagnose
 from cnnlab.errors import NonFiniteLossError
 from tests.conftest import ROOT, cli
 
@@ -33,7 +33,8 @@ def test_a_deep_plain_sigmoid_net_raises_vanishing(tmp_path):
                               "activation: sigmoid}", "train.epochs=2"])
     vanishing = [a for a in report["alarms"] if a["kind"] == "vanishing"]
     assert vanishing and vanishing[0]["layer"] == "body.0.conv"
-    assert vanishing[0]["step"] >= 8  # only after several samples in a row
+    # Only after several samples in a row: at the third sample, not the first.
+    assert vanishing[0]["step"] == report["steps"][VANISHING_SAMPLES - 1] > 0
 
 
 def test_a_learning_rate_100x_too_high_raises_exploding_or_non_finite(tmp_path):
@@ -76,7 +77,10 @@ def test_diagnose_cli_json_plots_and_compact_storage(tmp_path):
         result["overhead"]["fraction"])
     with np.load(out / FILE) as data:
         samples, layers = data["std"].shape
-        assert samples == result["samples"] == 4  # 40 steps / every 10
+        # 40 steps: every 10 would give 4 samples, under the minimum of 20, so the interval
+        # narrows to 2: steps 0, 1, 2 and then 4, 6, ..., 38.
+        assert result["steps"] == [0, 1, 2] + list(range(4, 40, 2))
+        assert samples == result["samples"] == 21
         assert data["hist"].shape == (samples, layers, 64)
     text = cli("diagnose", str(out), check=True).stdout
     assert "alarms: none" in text and "diagnostics cost" in text
@@ -117,3 +121,22 @@ def test_memory_stays_bounded_by_thinning_old_samples(tmp_path):
     report = diagnose(tmp_path / "run")
     assert report["samples"] <= 10 and report["every"] > 1
     assert report["steps"] == sorted(report["steps"])
+
+
+def test_a_ten_step_run_is_sampled_at_every_step_and_a_learning_rate_spike_raises_an_alarm(
+        tmp_path, tiny):
+    # 320 training images in batches of 32: 10 steps. At step 5 the LR jumps 300x (0.05 to 15):
+    # the loss leaps like a diverging run's. The default interval of 50 used to sample step 0
+    # only, and the run ended with no alarm and empty plots.
+    tiny["data"]["synthetic"]["train_size"] = 400
+    tiny["train"]["epochs"] = 1
+    tiny["schedule"] = {"name": "multistep", "unit": "step", "milestones": [5], "gamma": 300.0}
+    tiny["diagnostics"] = {}  # the defaults
+    try:
+        cnnlab.train(cnnlab.load_config(tiny), out=tmp_path / "run", progress=False)
+    except NonFiniteLossError:
+        pytest.fail("the spike should leave the loss finite, so that only sampling can see it")
+    report = diagnose(tmp_path / "run")
+    assert report["steps"] == list(range(10))
+    assert {"exploding"} <= kinds(report)
+    assert min(a["step"] for a in report["alarms"] if a["kind"] == "exploding") >= 5

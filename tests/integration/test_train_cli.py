@@ -127,8 +127,10 @@ def test_compiled_training_matches_eager_and_saves_plain_weight_names(tmp_path, 
     counters.clear()
     histories = {}
     for compiled in (False, True):
+        # Batches of 8 make 64 steps: enough for diagnostics to leave most steps unsampled
+        # (a sampled step runs eagerly; a run under 20 steps is sampled at every step).
         cfg = cnnlab.load_config(tiny, ["train.epochs=2", f"train.compile={compiled}",
-                                        "diagnostics.every=3"])
+                                        "data.batch_size=8", "diagnostics.every=3"])
         out = tmp_path / f"compile-{compiled}"
         cnnlab.train(cfg, out=out, progress=False)
         histories[compiled] = [json.loads(line) for line in

@@ -481,8 +481,8 @@ def diagnostics_section(context: Context, run_dir: Path) -> Section | None:
     cost = (f"; they cost {overhead['fraction']:.0%} extra training time"
             if finite(overhead.get("fraction")) else "")
     section.blocks.append(Paragraph(
-        f"Run {run_dir}: {report['samples']} samples, one every {report['every']} optimizer "
-        f"steps{cost}. {len(report['alarms'])} alarm(s)."))
+        f"Run {run_dir}: {report['samples']} samples (the first steps, then one every "
+        f"{report['every']} optimizer steps at the end){cost}. {len(report['alarms'])} alarm(s)."))
     if report["alarms"]:
         section.blocks.append(Table(
             ["kind", "layer", "step", "detail"],
