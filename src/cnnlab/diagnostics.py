@@ -332,8 +332,13 @@ class Diagnostics:
         self._open = {k: tuple(v) for k, v in state["open"].items()}
         self._vanishing_streak = state["streak"]
         self._previous_grad_norm = state["previous"]
-        self.sampling.load_state_dict(state["sampling"])
         self.records = load_records(folder)[: state["samples"]]
+        if "sampling" in state:
+            self.sampling.load_state_dict(state["sampling"])
+        else:  # a checkpoint from before adaptive sampling: its interval and timings
+            self.sampling.interval = max(1, min(state["every"], self.sampling.widest))
+            self.sampling.times = {k: list(v) for k, v in state["times"].items()}
+            self.sampling.last = self.records[-1]["step"] if self.records else -1
 
     def save(self, folder: Path, summary: dict | None = None) -> None:
         """Arrays to diagnostics.npz, alarms and layer names to diagnostics.json (atomically)."""

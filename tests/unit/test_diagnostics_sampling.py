@@ -85,3 +85,17 @@ def test_zero_turns_sampling_off_and_the_state_survives_a_checkpoint():
     restored.load_state_dict(sampling.state_dict())
     assert restored.state_dict() == sampling.state_dict()
     assert not restored.want(120) and restored.want(160)
+
+
+def test_a_checkpoint_from_before_adaptive_sampling_still_resumes(tmp_path):
+    from torch import nn
+
+    from cnnlab.diagnostics import Diagnostics
+
+    diagnostics = Diagnostics(nn.Sequential(nn.Linear(2, 2)), every=50, total_steps=10_000)
+    old_state = {"ranges": [0.0], "every": 50, "alarms": [], "open": {}, "streak": 0,
+                 "previous": None, "times": {"sampled": [0.2, 2], "plain": [1.0, 100]},
+                 "samples": 0}
+    diagnostics.load_state_dict(old_state, tmp_path)
+    assert diagnostics.every == 50 and diagnostics.sampling.cost() == pytest.approx(9.0)
+    assert diagnostics.want(100) and not diagnostics.want(101)
