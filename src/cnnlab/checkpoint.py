@@ -58,8 +58,11 @@ def write_durably(path: Path, data: bytes | memoryview) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-    except BaseException:
+    except BaseException as error:
         path.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename is None:
+            # A failed write() does not say which file; the message should.
+            raise OSError(error.errno, error.strerror, str(path)) from error
         raise
 
 

@@ -74,3 +74,44 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
         code = main([str(a) for a in args])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
+
+
+class FullDisk:
+    """Stands in for `open` in cnnlab.checkpoint: after `checkpoints` checkpoint files were
+    written, every file opened for writing takes `partial` bytes and then fails with ENOSPC,
+    as a disk that filled up."""
+
+    def __init__(self, checkpoints: int, partial: int = 100):
+        self.checkpoints, self.partial, self.seen = checkpoints, partial, 0
+
+    def __call__(self, path, mode="r", *args, **kwargs):
+        import builtins
+
+        handle = builtins.open(path, mode, *args, **kwargs)
+        if "w" not in mode:
+            return handle
+        if self.seen < self.checkpoints:
+            self.seen += Path(path).name == "last.pt.tmp"
+            return handle
+        return _FillingFile(handle, self.partial)
+
+
+class _FillingFile:
+    def __init__(self, handle, partial: int):
+        self.handle, self.partial = handle, partial
+
+    def write(self, data) -> int:
+        import errno
+
+        self.handle.write(bytes(data)[:self.partial])
+        self.handle.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def __getattr__(self, name):
+        return getattr(self.handle, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.close()
