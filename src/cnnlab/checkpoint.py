@@ -106,12 +106,12 @@ def read_checkpoint(path: Path) -> dict:
     except Exception as error:  # noqa: BLE001 - arbitrary bytes fail in arbitrary ways
         # (struct.error, KeyError, UnpicklingError, ...): all of them mean "damaged".
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DamagedCheckpoint(f"unreadable ({reason[:120]})") from None
+        raise DamagedCheckpoint(f"unreadable: {reason[:120]}") from None
     if not isinstance(state, dict):
-        raise DamagedCheckpoint(f"holds a {type(state).__name__}, not a checkpoint")
+        raise DamagedCheckpoint(f"not a checkpoint: it holds a {type(state).__name__}")
     missing = [key for key in REQUIRED_KEYS if key not in state]
     if missing:
-        raise DamagedCheckpoint(f"lacks {', '.join(missing)}")
+        raise DamagedCheckpoint(f"missing {', '.join(missing)}")
     return state
 
 
@@ -147,7 +147,7 @@ def load_for_resume(directory: Path, keep_evidence: bool = True) -> tuple[dict |
         return state, path
     if not damaged:
         return None, None
-    problems = "; ".join(f"{path} is {reason}" for path, reason in damaged)
+    problems = "; ".join(f"{path} is damaged ({reason})" for path, reason in damaged)
     absent = "" if len(damaged) == 2 else f" and there is no {PREVIOUS} to fall back to"
     raise UserError(f"cannot resume: {problems}{absent}; restore a checkpoint from a backup, or "
                     f"start a new run with another --out (resuming would silently start over)")

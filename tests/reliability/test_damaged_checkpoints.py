@@ -58,14 +58,14 @@ def test_a_checkpoint_without_rng_state_falls_back_then_refuses(tmp_path, stoppe
     without(run / "checkpoints" / "last.pt", "rng")
     code, _, err = run_cli(capsys, "train", "--resume", run, "--quiet")
     assert code == 0, err
-    assert "lacks rng" in err
+    assert "missing rng" in err
 
     run = copy_run(stopped, tmp_path / "both")
     for name in ("last.pt", "previous.pt"):
         without(run / "checkpoints" / name, "rng")
     code, _, err = run_cli(capsys, "train", "--resume", run, "--quiet")
     assert code == 2
-    assert err.count("lacks rng") == 2
+    assert err.count("missing rng") == 2
 
 
 def test_fallback_in_the_library_sets_the_file_aside_and_resumes_one_checkpoint_earlier(
