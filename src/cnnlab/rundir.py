@@ -45,7 +45,8 @@ def _shown(path: Path, limit: int = 120) -> str:
     return text if len(text) <= limit else f"{text[:limit // 2]}...{text[-limit // 2:]}"
 
 
-def _cannot_create(path: Path, error: OSError) -> UserError:
+def _cannot_create(path: Path, error: OSError, doing: str = "create the run folder",
+                   fix: str = "choose another --out") -> UserError:
     if error.errno == errno.ENAMETOOLONG:
         why = "the path is longer than this file system allows"
     elif error.errno in (errno.EEXIST, errno.ENOTDIR):
@@ -54,7 +55,7 @@ def _cannot_create(path: Path, error: OSError) -> UserError:
         why = "this user may not write there"
     else:
         why = error.strerror or str(error)
-    return UserError(f"cannot create the run folder {_shown(path)}: {why}; choose another --out")
+    return UserError(f"cannot {doing} {_shown(path)}: {why}; {fix}")
 
 
 def _json_safe(value):
@@ -134,7 +135,8 @@ class RunDir:
         try:
             handle = open(self.path / LOCK, "a")
         except OSError as error:
-            raise _cannot_create(self.path, error) from None
+            raise _cannot_create(self.path, error, "write in the run folder",
+                                 "a run is trained and resumed where it may write") from None
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as error:

@@ -29,8 +29,8 @@ def _train_when_told(start, config: str, out: str, seed: int, err_file: str) -> 
 
 def race(config: Path, out: Path) -> list[tuple[int, int, str]]:
     """Two `cnnlab train --out OUT` released at the same instant; (seed, exit code, stderr)."""
-    import cnnlab.cli
-    import cnnlab.train  # noqa: F401 - imported once here, shared by both forks
+    import cnnlab.cli  # noqa: F401 - imported once here, shared by both forks
+    import cnnlab.train  # noqa: F401
 
     context = multiprocessing.get_context("fork")
     start = context.Event()
