@@ -43,6 +43,9 @@ def race(config: Path, out: Path) -> list[tuple[int, int, str]]:
     start.set()
     for process in processes.values():
         process.join(timeout=120)
+        if process.is_alive():  # a hung child fails the test below instead of hanging pytest
+            process.kill()
+            process.join()
     return [(seed, process.exitcode, errs[seed].read_text())
             for seed, process in processes.items()]
 
