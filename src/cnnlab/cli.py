@@ -80,7 +80,7 @@ def _train_here(args: argparse.Namespace) -> int:
         if args.config or args.override or args.out:
             raise UserError("--resume continues a run exactly as it was configured; give only "
                             "the run folder (no CONFIG, -o or --out)")
-        summary = resume(args.resume, progress=not args.quiet)
+        summary = resume(args.resume, progress=not args.quiet, force=args.force)
         if summary.get("already_finished") and main_process:
             if args.json:
                 _print_json(summary)
@@ -89,6 +89,9 @@ def _train_here(args: argparse.Namespace) -> int:
                       "epochs); nothing to do")
             return 0
     else:
+        if args.force:
+            raise UserError("--force accepts edits of a run's config.yaml when resuming it; use "
+                            "it with --resume RUN_DIR")
         if not args.config:
             raise UserError("train needs a CONFIG file (e.g. examples/quickstart.yaml) or "
                             "--resume RUN_DIR")
@@ -432,6 +435,8 @@ def build_parser() -> argparse.ArgumentParser:
     overrides(p)
     p.add_argument("--out", help="run folder (default runs/<name>-<timestamp>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument("--force", action="store_true", help="with --resume: accept edits of the "
+                   "run's config.yaml that leave the saved state's shapes alone (lr, epochs, ...)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.add_argument("--nproc", type=int, help="train on N processes of this machine (torchrun "

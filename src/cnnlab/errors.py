@@ -64,5 +64,11 @@ class Interrupted(Exception):
     exit_code = 130
 
 
+class DiskFull(RuntimeError):
+    """The disk filled up while a run was writing; its last checkpoint is intact."""
+
+    exit_code = 1
+
+
 # What the CLI reports as one line and an exit code instead of a traceback.
-EXPECTED_STOPS = (UserError, NonFiniteLossError, Interrupted)
+EXPECTED_STOPS = (UserError, NonFiniteLossError, Interrupted, DiskFull)

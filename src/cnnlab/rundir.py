@@ -1,6 +1,8 @@
 """The run folder: the files a run leaves behind, and their names.
 
     config.yaml         the resolved config (defaults, data statistics and runtime filled in)
+    config.sha256       hash of the resolved config, so an edit is detected on resume
+    .lock               held (flock) by the process writing the run, for the run's life
     environment.json    versions, device, threads, git commit
     metrics.jsonl       one JSON line per epoch
     summary.json        status and final/best metrics (rewritten as the run goes)
@@ -10,6 +12,9 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import hashlib
 import json
 import math
 import os
@@ -25,6 +30,32 @@ SUMMARY = "summary.json"
 CHECKPOINTS = "checkpoints"
 FINAL_WEIGHTS = "model.safetensors"
 BEST_WEIGHTS = "best.safetensors"
+CONFIG_HASH = "config.sha256"
+LOCK = ".lock"
+
+
+def config_hash(resolved: dict) -> str:
+    """sha256 of the resolved config as canonical JSON (sorted keys): equal configs, equal hash."""
+    text = json.dumps(resolved, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _shown(path: Path, limit: int = 120) -> str:
+    text = str(path)
+    return text if len(text) <= limit else f"{text[:limit // 2]}...{text[-limit // 2:]}"
+
+
+def _cannot_create(path: Path, error: OSError, doing: str = "create the run folder",
+                   fix: str = "choose another --out") -> UserError:
+    if error.errno == errno.ENAMETOOLONG:
+        why = "the path is longer than this file system allows"
+    elif error.errno in (errno.EEXIST, errno.ENOTDIR):
+        why = "it, or a folder above it, is an existing file"
+    elif error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        why = "this user may not write there"
+    else:
+        why = error.strerror or str(error)
+    return UserError(f"cannot {doing} {_shown(path)}: {why}; {fix}")
 
 
 def _json_safe(value):
@@ -40,7 +71,11 @@ def _json_safe(value):
 
 def write_atomic(path: Path, text: str) -> None:
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text)
+    try:
+        temporary.write_text(text)
+    except OSError:
+        temporary.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
+        raise
     os.replace(temporary, path)
 
 
@@ -58,18 +93,65 @@ def new_run_path(name: str, root: Path = Path("runs")) -> Path:
     return path
 
 
+def _holds_run(path: Path) -> bool:
+    try:
+        return (path / CONFIG).exists()
+    except OSError:  # a name too long to look up holds nothing; creating it says why
+        return False
+
+
 class RunDir:
     def __init__(self, path: Path):
         self.path = Path(path)
+        self._lock_handle = None
 
     @classmethod
     def create(cls, path: Path) -> RunDir:
+        """Claim a new run folder for this process: created if needed, locked for the run's
+        life, and refused when it already holds a run, so two runs never share one folder."""
         path = Path(path)
-        if path.exists() and (path / CONFIG).exists():
+        if _holds_run(path):
             raise UserError(f"{path} already holds a run; continue it with `cnnlab train --resume "
                             f"{path}` or choose another --out")
-        path.mkdir(parents=True, exist_ok=True)
-        return cls(path)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except FileExistsError as error:  # exist_ok still refuses a file in the way
+            raise _cannot_create(path, error) from None
+        except OSError as error:
+            raise _cannot_create(path, error) from None
+        run = cls(path)
+        run.lock()
+        # Checked again under the lock: another process may have claimed the folder between
+        # the first check and the lock, and finished already.
+        if _holds_run(path):
+            run.unlock()
+            raise UserError(f"{path} already holds a run; continue it with `cnnlab train --resume "
+                            f"{path}` or choose another --out")
+        return run
+
+    def lock(self) -> None:
+        """Hold an exclusive lock on the run folder until `unlock` or the process ends (the OS
+        drops it even on kill -9, so a killed run can be resumed at once)."""
+        try:
+            handle = open(self.path / LOCK, "a")
+        except OSError as error:
+            raise _cannot_create(self.path, error, "write in the run folder",
+                                 "a run is trained and resumed where it may write") from None
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            handle.close()
+            if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            raise UserError(f"{self.path} is in use by another cnnlab process (a run still "
+                            "running, or its resume); wait for it to end, stop it, or choose "
+                            "another --out") from None
+        self._lock_handle = handle
+
+    def unlock(self) -> None:
+        if self._lock_handle is not None:
+            self._lock_handle.close()  # closing the file releases the lock
+            self._lock_handle = None
 
     @classmethod
     def open(cls, path: Path) -> RunDir:
@@ -103,6 +185,13 @@ class RunDir:
     # Reading and writing
     def write_config(self, text: str) -> None:
         write_atomic(self.config, text)
+
+    def write_config_hash(self, resolved: dict) -> None:
+        write_atomic(self.path / CONFIG_HASH, config_hash(resolved) + "\n")
+
+    def read_config_hash(self) -> str | None:
+        path = self.path / CONFIG_HASH
+        return path.read_text().strip() if path.exists() else None
 
     def write_environment(self, env: dict) -> None:
         write_json(self.path / ENVIRONMENT, env)

@@ -9,10 +9,12 @@ resumed ends with the same weights, bit for bit on CPU, as one never interrupted
 
 from __future__ import annotations
 
+import errno
 import math
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -24,12 +26,14 @@ import torch.nn.functional as F
 
 from cnnlab import distributed
 from cnnlab.assemble import assemble
-from cnnlab.checkpoint import load_latest, load_weights, save_checkpoint, save_weights
+from cnnlab.checkpoint import (LAST, PREVIOUS, DamagedCheckpoint, load_for_resume, load_weights,
+                               read_checkpoint, save_checkpoint, save_weights)
+from cnnlab.config_changes import check_resume_config
 from cnnlab.components.optimizers import build_optimizer, momentum_key, set_hyperparameters
 from cnnlab.components.schedules import build_schedule, optimizer_steps_per_epoch
-from cnnlab.config import Config, dump_yaml, load_config
+from cnnlab.config import Config, dump_yaml, load_config, to_dict
 from cnnlab.diagnostics import UPDATE_RATIO_MIN_LR_SHARE, Diagnostics
-from cnnlab.errors import Interrupted, NonFiniteLossError, UserError
+from cnnlab.errors import DiskFull, Interrupted, NonFiniteLossError, UserError
 from cnnlab.evaluate import TOP5_MIN_CLASSES, evaluate
 from cnnlab.models import count_parameters
 from cnnlab.progress import Progress
@@ -76,28 +80,78 @@ def train(cfg: Config, out: str | Path | None = None, progress: bool = True,
     the run there (how a search prunes it)."""
     world = distributed.world()
     path = None
+    claimed = None
     if world.is_main:
-        run = RunDir.create(Path(out) if out else new_run_path(cfg.name))
+        # Created and locked for the run's life: a second run into the folder is refused.
+        claimed = RunDir.create(Path(out) if out else new_run_path(cfg.name))
         # The config goes in first, so a run killed while loading data can still be resumed;
         # the resolved version replaces it once the data statistics and runtime are known.
-        run.write_config(dump_yaml(cfg))
-        path = run.path
+        claimed.write_config(dump_yaml(cfg))
+        path = claimed.path
     run = RunDir(world.broadcast(path))
-    return fit(cfg, run, progress=progress, on_epoch=on_epoch)
+    try:
+        return _fit_or_report_disk_full(cfg, run, progress=progress, on_epoch=on_epoch)
+    finally:
+        if claimed is not None:
+            claimed.unlock()
 
 
 FINISHED = ("completed", "pruned")
 
 
 def resume(run_dir: str | Path, progress: bool = True,
-           on_epoch: EpochObserver | None = None) -> dict:
-    """Continue an interrupted run from its last checkpoint; a finished run is left untouched."""
+           on_epoch: EpochObserver | None = None, force: bool = False) -> dict:
+    """Continue an interrupted run from its last checkpoint; a finished run is left untouched.
+    A config.yaml edited since the checkpoint is refused, unless `force` and the edits leave the
+    saved state's shapes alone (see config_changes.FORCEABLE); accepted edits are recorded."""
     run = RunDir.open(Path(run_dir))
-    summary = run.read_summary()
-    if summary and summary.get("status") in FINISHED:
-        return {**summary, "already_finished": True}
-    return fit(load_config(run.config), run, progress=progress, resuming=True,
-               on_epoch=on_epoch)
+    if distributed.world().is_main:
+        run.lock()  # refused while the run, or another resume of it, is still going
+    try:
+        summary = run.read_summary()
+        if summary and summary.get("status") in FINISHED:
+            return {**summary, "already_finished": True}
+        return _fit_or_report_disk_full(load_config(run.config), run, progress=progress,
+                                        resuming=True, on_epoch=on_epoch, force=force)
+    finally:
+        run.unlock()
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _fit_or_report_disk_full(cfg: Config, run: RunDir, **options) -> dict:
+    """`fit`, with a full disk reported as such: checkpoints are written to a temporary file
+    first, so the last one survives; the run is marked interrupted so that it can be resumed."""
+    try:
+        return fit(cfg, run, **options)
+    except OSError as error:
+        if error.errno not in DISK_FULL:
+            raise
+        raise _disk_full(run, error) from None
+
+
+def _disk_full(run: RunDir, error: OSError) -> DiskFull:
+    intact = None
+    for name in (LAST, PREVIOUS):
+        try:
+            read_checkpoint(run.checkpoints / name)
+        except (DamagedCheckpoint, FileNotFoundError):
+            continue
+        intact = run.checkpoints / name
+        break
+    note = ""
+    if distributed.world().is_main:
+        try:
+            run.write_summary({**(run.read_summary() or {}), "status": "interrupted",
+                               "stopped_by": "disk full"})
+        except OSError:
+            note = " (summary.json could not be updated either)"
+    where = f" while writing {error.filename}" if error.filename else ""
+    kept = (f"the last checkpoint, {intact}, is intact" if intact is not None
+            else "no checkpoint had been written yet")
+    return DiskFull(f"the disk holding {run.path} is full{where}; {kept}; free some space and "
+                    f"continue with `cnnlab train --resume {run.path}`{note}")
 
 
 def _zero_sums(device) -> dict:
@@ -122,12 +176,21 @@ class Position:
     order: torch.Tensor | None = None
     stopped_early: int | None = None
     pruned: bool = False
+    resume_changes: list = field(default_factory=list)  # config edits a forced resume accepted
 
 
 def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
-        on_epoch: EpochObserver | None = None) -> dict:
+        on_epoch: EpochObserver | None = None, force: bool = False) -> dict:
     world = distributed.world()
     main = world.is_main  # only the first process writes files and prints
+    # Resume from the newest readable checkpoint (refusing when none is readable), checking
+    # the config against the one it was trained with before anything is built from it.
+    state, state_path = (load_for_resume(run.checkpoints, keep_evidence=main) if resuming
+                         else (None, None))
+    accepted_changes = []
+    if state is not None and "config" in state:
+        accepted_changes = check_resume_config(state["config"], to_dict(cfg), str(state_path),
+                                               str(run.config), force)
     assembly = assemble(cfg, world=world)
     cfg, model, runtime = assembly.cfg, assembly.model, assembly.runtime
     device, num_classes = runtime.device, assembly.data.num_classes
@@ -166,7 +229,6 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
                if cfg.train.early_stopping else None)
 
     # Start fresh, or from the newest readable checkpoint.
-    state, state_path = load_latest(run.checkpoints) if resuming else (None, None)
     if state is not None:
         if state.get("format") != CHECKPOINT_FORMAT:
             raise UserError(f"{state_path} was written by another cnnlab version (format "
@@ -183,12 +245,22 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
         set_rng_state(state["rng"])
         pos = Position(**state["position"])
         pos.sums = {k: v.to(device) if k != "seconds" else v for k, v in pos.sums.items()}
+        if accepted_changes:
+            pos.resume_changes += [{**change, "step": pos.step} for change in accepted_changes]
+            shown_changes = ", ".join(f"{c['key']} {c['old']!r} -> {c['new']!r}"
+                                      for c in accepted_changes)
+            warnings.warn(f"resuming {run.path} with the edited config (--force): "
+                          f"{shown_changes}", stacklevel=2)
         if main:
             run.write_metrics(pos.history)
+            if accepted_changes:  # the resolved form of the edited config, as a new run has
+                run.write_config(dump_yaml(cfg))
+                run.write_config_hash(to_dict(cfg))
     else:
         seed_everything(cfg.seed)
         if main:
             run.write_config(dump_yaml(cfg))
+            run.write_config_hash(to_dict(cfg))
             run.write_metrics([])
         pos = Position()
     if main:
@@ -229,6 +301,7 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
             "diagnostics": diagnostics.state_dict() if diagnostics else None,
             "position": position,
             "rng": rng_state(),
+            "config": to_dict(cfg),  # what a resume compares config.yaml with
         }, run.checkpoints)
 
     def status(name: str, extra: dict | None = None) -> dict:
@@ -518,6 +591,8 @@ def _summary(cfg: Config, run: RunDir, assembly, status: str, pos: Position, sec
         "best_epoch": pos.best.get("epoch"),
         "seconds": seconds,
     }
+    if pos.resume_changes:
+        summary["resume_changes"] = pos.resume_changes
     for key in ("val_acc", "val_loss", "val_top5", "train_loss", "train_acc", "ema_val_acc",
                 "ema_val_loss"):
         if key in last:
