@@ -148,3 +148,19 @@ def test_a_torn_summary_makes_its_run_one_of_unknown_status_and_the_others_compa
     assert set(results.cells) == {("0.05",), ("0.02",)}
     with pytest.warns(TornFileWarning):
         assert RunDir.open(third).read_summary() is None
+
+
+def test_damaged_lines_with_no_record_in_them_are_neutralized_and_the_study_reads(tmp_path, tiny):
+    journal = finished_study(tmp_path, tiny)
+    lines = journal.read_bytes().splitlines(keepends=True)
+    # Zeroed sectors after a power cut (long) and a stray short line, among complete records.
+    damaged = lines[:3] + [b"\x00" * 120 + b"\n"] + lines[3:5] + [b"x\r\n"] + lines[5:]
+    journal.write_bytes(b"".join(damaged))
+    first = len(b"".join(lines[:3]))
+
+    with pytest.warns(TornFileWarning, match=f"torn record at byte {first} and 1 more"):
+        trials = load_study(open_storage(str(journal)), "done").get_trials()
+
+    assert [t.user_attrs["status"] for t in trials] == ["completed"] * 4
+    assert journal.with_name(f"optuna.journal.torn-{first}").read_bytes() == b"".join(damaged)
+    assert b"\x00" not in journal.read_bytes() and b"x\r\n" not in journal.read_bytes()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import warnings
 from collections.abc import Generator
@@ -123,7 +124,8 @@ class RepairingJournalBackend(JournalFileBackend):
         patches: list[tuple[int, bytes]] = []  # same-length overwrites
         cut: int | None = None  # truncate here
         dropped: list[tuple[int, int]] = []  # (offset, length) of lines removed outright
-        for line in data.splitlines(keepends=True):
+        # Split only at "\n", as Optuna's reader does (bytes.splitlines would also split at "\r").
+        for line in re.findall(b"[^\n]*\n|[^\n]+$", data):
             body = line.rstrip(b"\r\n")
             if not line.endswith(b"\n"):
                 damaged.append(offset)
