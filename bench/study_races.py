@@ -3,7 +3,9 @@
 Races: LAUNCHES processes start `cnnlab ablate` of the same 2x2 study (one seed-pair grid of 4
 tiny runs, each launch also working as one worker) at the same moment, released by one barrier,
 on a fresh store each repeat: a journal file, a SQLite file, and PostgreSQL when --postgres is
-given. Counted: launches that failed, trials queued beyond the 4 runs, run folders shared by
+given. Modes: launches that only queue (--workers 0); launches that only queue, of a study whose
+4 runs all crashed before (each launch re-queues crashed runs); launches that queue and work.
+Counted: launches that failed, trials queued beyond the 4 runs, run folders shared by
 more than one trial, runs completed.
 
 Torn files: a finished study's journal, a run's metrics.jsonl and a run's summary.json each get
@@ -83,6 +85,7 @@ def race(folder: Path, storage: str, launches: int, workers: int) -> dict:
     except Exception as error:  # noqa: BLE001 - a store nobody could create counts as empty
         messages.append(f"reading the study: {type(error).__name__}: {error}"[:200])
         trials = []
+    trials = [t for t in trials if t.state.name != "FAIL"]  # crashed before the launches
     folders = Counter(t.user_attrs.get("run_dir") for t in trials)
     return {"failed": failed, "extra": max(0, len(trials) - RUNS),
             "shared": sum(1 for n in folders.values() if n > 1),
@@ -90,10 +93,26 @@ def race(folder: Path, storage: str, launches: int, workers: int) -> dict:
             "messages": messages}
 
 
+def crash_every_run(folder: Path, storage: str) -> None:
+    """Queue the study with one launch, then mark all its runs crashed, as if every worker died:
+    the launches that follow must re-queue each of them once."""
+    import optuna
+
+    from cnnlab.experiments.ablate import ablate
+    from cnnlab.experiments.store import open_storage
+
+    with contextlib.redirect_stderr(io.StringIO()):
+        ablate(str(folder / "tiny.yaml"), [], GRID, seeds=SEEDS, workers=0, storage_url=storage,
+               study_name="race", runs_root=str(folder / "runs"))
+    study = optuna.load_study(study_name="race", storage=open_storage(storage))
+    for trial in study.get_trials():
+        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+
+
 def fresh_postgres(url: str, tag: str) -> str:
     from sqlalchemy import create_engine, text
 
-    name = f"bench_race_{int(time.time())}_{tag}"
+    name = f"bench_race_{os.getpid()}_{int(time.time())}_{tag}"
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
@@ -152,7 +171,10 @@ def main() -> None:
     parser.add_argument("--postgres", help="a PostgreSQL URL whose server may create databases")
     args = parser.parse_args()
     stores = ["journal", "sqlite"] + (["postgresql"] if args.postgres else [])
-    modes = {"queue only": 0, "queue and work": 1}  # runs per launch: --workers 0 or 1
+    # Workers per launch (--workers 0 only queues), and whether the study's runs all crashed
+    # before the launches (so that each launch would re-queue them).
+    modes = {"queue only": (0, False), "re-queue crashed runs": (0, True),
+             "queue and work": (1, False)}
     totals = {(m, s): Counter() for m in modes for s in stores}
     torn = Counter()
     started = time.perf_counter()
@@ -162,23 +184,26 @@ def main() -> None:
             (folder / "tiny.yaml").write_text(yaml.safe_dump(TINY))
             url = {"journal": str(folder / "optuna.journal"),
                    "sqlite": f"sqlite:///{folder / 'race.db'}"}.get(store)
-            url = url or fresh_postgres(args.postgres, f"{repeat}_{modes[mode]}")
-            outcome = race(folder, url, args.launches, modes[mode])
+            workers, crashed = modes[mode]
+            url = url or fresh_postgres(args.postgres, f"{repeat}_{workers}_{int(crashed)}")
+            if crashed:
+                crash_every_run(folder, url)
+            outcome = race(folder, url, args.launches, workers)
             for message in outcome.pop("messages")[:2]:
                 print(f"  {store}, {mode}, repeat {repeat}: {message}")
             total.update(outcome)
             total["launches"] += args.launches
-            if store == "journal" and modes[mode] and outcome["completed"] == RUNS:
+            if store == "journal" and workers and outcome["completed"] == RUNS:
                 torn.update({k: int(v) for k, v in readable_after_tear(folder).items()})
                 torn["tries"] += 1
             shutil.rmtree(folder, ignore_errors=True)
     print(f"{args.repeats} repeats of {args.launches} simultaneous `ablate` launches of one "
           f"{RUNS}-run study per store ({time.perf_counter() - started:.0f} s)")
-    print("| launches | store | launches | failed launches | duplicate trials | "
+    print("| mode | store | launches | failed launches | duplicate trials | "
           "shared run folders | runs completed |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for (mode, store), t in totals.items():
-        done = f"{t['completed']} of {RUNS * args.repeats}" if modes[mode] else "-"
+        done = f"{t['completed']} of {RUNS * args.repeats}" if modes[mode][0] else "-"
         print(f"| {mode} | {store} | {t['launches']} | {t['failed']} | {t['extra']} | "
               f"{t['shared']} | {done} |")
     print(f"torn last line of a finished study's files (in {torn['tries']} studies): the next "

@@ -68,6 +68,21 @@ def test_simultaneous_ablate_launches_on_a_journal_queue_each_run_once(tmp_path,
     assert_each_run_queued_once(queued(storage))
 
 
+def test_simultaneous_relaunches_requeue_each_crashed_run_once(tmp_path, tiny):
+    config = write_config(tmp_path / "tiny.yaml", tiny)
+    storage = str(tmp_path / "optuna.journal")
+    assert launch_together(config, storage, tmp_path / "runs", count=1) == []
+    study = optuna.load_study(study_name="race", storage=open_storage(storage))
+    for trial in study.get_trials():  # every worker crashed: all four runs must be re-run
+        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+
+    errors = launch_together(config, storage, tmp_path / "runs")
+
+    assert errors == []
+    waiting = [t for t in queued(storage) if t.state.name == "WAITING"]
+    assert_each_run_queued_once(waiting)
+
+
 def test_simultaneous_first_use_of_a_sqlite_file_succeeds_and_queues_each_run_once(tmp_path,
                                                                                     tiny):
     config = write_config(tmp_path / "tiny.yaml", tiny)
