@@ -113,12 +113,9 @@ class RepairingJournalBackend(JournalFileBackend):
                     self._repair_locked()
                 repaired = True
 
-    def repair(self) -> list[int]:
-        """Check the whole file and repair it; returns the byte offsets of the damaged lines."""
-        with get_lock_file(self._lock):
-            return self._repair_locked()
-
     def _repair_locked(self) -> list[int]:
+        """Check the whole file and repair it (the caller holds the writers' lock); returns the
+        byte offsets of the damaged lines."""
         data = self._path.read_bytes()
         offset, damaged = 0, []
         patches: list[tuple[int, bytes]] = []  # same-length overwrites
