@@ -19,6 +19,7 @@ import json
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 
 from cnnlab.errors import UserError
@@ -67,6 +68,44 @@ def _json_safe(value):
     if isinstance(value, list | tuple):
         return [_json_safe(v) for v in value]
     return value
+
+
+class TornFileWarning(UserWarning):
+    """A results file ends in a record that was never completely written (the process writing
+    it was killed, or the disk filled up); the complete part was read and the rest skipped."""
+
+
+def read_json_lines(path: Path) -> list[dict]:
+    """The records of a JSON-lines file such as metrics.jsonl. A line that does not parse (a
+    torn last line) is skipped with a warning naming the file and its byte offset."""
+    records, offset = [], 0
+    for line in Path(path).read_bytes().splitlines(keepends=True):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                warnings.warn(f"{path}: skipped an incomplete line at byte {offset} (a write "
+                              "that never finished); the lines before it are read",
+                              TornFileWarning, stacklevel=2)
+        offset += len(line)
+    return records
+
+
+def read_json_file(path: Path) -> dict | None:
+    """A JSON file such as summary.json; None when it is missing, and None with a warning when
+    it is torn, so that readers treat the run as one whose status is unknown."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        return json.loads(data)
+    except ValueError as error:
+        where = getattr(error, "pos", len(data))
+        warnings.warn(f"{path}: not valid JSON (torn at byte {where} of {len(data)}); the run "
+                      "is treated as one whose status is unknown", TornFileWarning, stacklevel=2)
+        return None
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -212,15 +251,13 @@ class RunDir:
         path = self.path / METRICS
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return read_json_lines(path)
 
     def write_summary(self, summary: dict) -> None:
         write_json(self.summary_path, summary)
 
     def read_summary(self) -> dict | None:
-        if not self.summary_path.exists():
-            return None
-        return json.loads(self.summary_path.read_text())
+        return read_json_file(self.summary_path)
 
     def read_environment(self) -> dict | None:
         path = self.path / ENVIRONMENT

@@ -20,7 +20,7 @@ from cnnlab.errors import UserError
 from cnnlab.experiments.design import Factor, combinations, label, overrides, parse_factors, \
     run_dir, validate_combinations
 from cnnlab.experiments.runner import direction
-from cnnlab.experiments.store import open_storage
+from cnnlab.experiments.store import open_storage, store_lock
 from cnnlab.experiments.worker import DEFAULT_HEARTBEAT, work
 from cnnlab.runtime import available_cores
 
@@ -120,8 +120,11 @@ def ablate(config_path: str, extra: list[str], vary: list[str], seeds: int,
     spec = {"kind": "ablation", "config": base, "seeds": seed_list, "metric": metric,
             "factors": [{"key": f.key, "values": list(f.values), "baseline": f.baseline}
                         for f in factors], "runs_root": runs_root}
-    study = create_or_resume(storage, name, spec)
-    added = enqueue_missing(study, factors, seed_list, Path(runs_root))
+    # Launches of the same study at the same moment take turns: the second one finds the
+    # first one's study and trials, so each run is queued once.
+    with store_lock(storage_url, f"study:{name}"):
+        study = create_or_resume(storage, name, spec)
+        added = enqueue_missing(study, factors, seed_list, Path(runs_root))
     total = len(combinations(factors)) * len(seed_list)
     print(f"study {name} in {storage_url}: {total} runs ({len(combinations(factors))} "
           f"combinations x {len(seed_list)} seeds), {added} queued now", file=sys.stderr)

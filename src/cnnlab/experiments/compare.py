@@ -16,6 +16,7 @@ import yaml
 from cnnlab.errors import UserError
 from cnnlab.experiments import statistics as stats
 from cnnlab.experiments.runner import direction, metric_value
+from cnnlab.rundir import read_json_file, read_json_lines
 
 # Keys that differ between runs without being a choice someone made.
 NOT_FACTORS = {"name", "seed", "data.normalize", "train.threads", "train.device"}
@@ -106,15 +107,13 @@ def find_runs(paths: list[str]) -> list[Path]:
 
 
 def from_runs(paths: list[str], metric: str = "val_acc") -> Results:
-    import json
-
     runs = find_runs(paths)
     if not runs:
         raise UserError(f"no run folders (with summary.json) under {', '.join(paths)}")
     configs, summaries = [], []
     for run in runs:
         configs.append(_flatten(yaml.safe_load((run / "config.yaml").read_text())))
-        summaries.append(json.loads((run / "summary.json").read_text()))
+        summaries.append(read_json_file(run / "summary.json") or {})  # torn: status unknown
     keys = sorted({k for c in configs for k in c})
     factors = [k for k in keys if k not in NOT_FACTORS and not k.startswith("data.normalize")
                and len({c.get(k) for c in configs}) > 1]
@@ -137,8 +136,7 @@ def from_runs(paths: list[str], metric: str = "val_acc") -> Results:
         seed = int(summary.get("seed", 0))
         value = metric_value(summary, metric) if summary["status"] == "completed" else None
         results.cells.setdefault(key, {})[seed] = value
-        history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()
-                   if line.strip()]
+        history = read_json_lines(run / "metrics.jsonl")
         results.curves.setdefault(key, {})[seed] = [h.get(metric) for h in history
                                                     if h.get(metric) is not None]
         results.run_dirs.setdefault(key, {})[seed] = str(run)

@@ -17,7 +17,7 @@ from cnnlab.config import dump_yaml, load_config
 from cnnlab.errors import UserError
 from cnnlab.experiments.ablate import base_config, create_or_resume, launch_workers
 from cnnlab.experiments.design import load_space, load_space_dict
-from cnnlab.experiments.store import claim, load_study, open_storage
+from cnnlab.experiments.store import claim, load_study, open_storage, store_lock
 from cnnlab.experiments.worker import DEFAULT_HEARTBEAT
 from cnnlab.seeding import derive_seed
 
@@ -94,8 +94,9 @@ def search(config_path: str, extra: list[str], space_path: str, trials: int,
     spec = {"kind": "search", "config": base, "space": space, "trials": trials,
             "sampler": sampler, "pruner": pruner, "metric": metric, "seed": cfg.seed,
             "epochs": cfg.train.epochs, "runs_root": runs_root, "factors": None, "seeds": None}
-    create_or_resume(storage, name, spec, make_sampler(sampler, cfg.seed, space),
-                     make_pruner(pruner, cfg.train.epochs))
+    with store_lock(storage_url, f"study:{name}"):  # launches at once: one creates, others join
+        create_or_resume(storage, name, spec, make_sampler(sampler, cfg.seed, space),
+                         make_pruner(pruner, cfg.train.epochs))
     print(f"study {name} in {storage_url}: search of {trials} runs ({sampler} sampler, {pruner} "
           "pruner)", file=sys.stderr)
     launch_workers(storage_url, name, workers, interval, progress)

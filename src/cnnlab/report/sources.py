@@ -6,7 +6,6 @@ beside them: the base config, the seeds, where each run's folder is.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ import yaml
 
 from cnnlab.errors import UserError
 from cnnlab.experiments.compare import Results, find_runs, from_runs, from_study
+from cnnlab.rundir import read_json_file, read_json_lines
 
 
 @dataclass
@@ -102,8 +102,8 @@ def locate_run(results: Results, key: tuple, seed: int, storage: str | None) -> 
 
 def read_json(path: Path) -> dict | None:
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        return read_json_file(path)  # a torn file: None, with a warning naming it
+    except OSError:
         return None
 
 
@@ -122,5 +122,5 @@ def read_curve(run_dir: Path, metric: str) -> list[float | None]:
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         return []
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = read_json_lines(path)
     return [record.get(metric) for record in records if metric in record]
