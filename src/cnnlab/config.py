@@ -23,7 +23,7 @@ from cnnlab.data.sources import DATASETS
 from cnnlab.errors import ConfigError, UserError, did_you_mean
 from cnnlab.metrics import MetricName
 from cnnlab.models import ModelSpec
-from cnnlab.options import Options
+from cnnlab.options import NOT_A_NUMBER, Options
 
 DatasetName = Literal[tuple(DATASETS.names())]  # type: ignore[valid-type]
 
@@ -212,7 +212,12 @@ def read_yaml(path: str | Path) -> dict:
         raise UserError(f"config file {path} does not exist; give the path of a YAML config "
                         "(see examples/)")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UserError(f"config file {path} is not text (byte {error.start} is not UTF-8); "
+                        "give a YAML config (see examples/)") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise UserError(f"config file {path} is not valid YAML ({_first_line(error)})") from None
     if data is None:
@@ -224,7 +229,50 @@ def read_yaml(path: str | Path) -> dict:
 
 
 def _first_line(error: Exception) -> str:
-    return " ".join(str(error).split())
+    return shorten(" ".join(str(error).split()), 300)
+
+
+# What an error message may echo of a value the user gave, in characters.
+ECHO_LIMIT = 80
+# Values (mappings, lists and scalars) a config may hold once YAML aliases are expanded; a real
+# config has a few hundred, while 1 KB of nested aliases can stand for billions.
+MAX_CONFIG_VALUES = 100_000
+
+
+def shorten(text: str, limit: int = ECHO_LIMIT) -> str:
+    """`text`, cut to `limit` characters with a note of its full length."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def shown(value: object) -> str:
+    """A value as an error message echoes it: its repr, shortened."""
+    if isinstance(value, (dict, list)) and count_values(value, ECHO_LIMIT) >= ECHO_LIMIT:
+        return f"a {type(value).__name__} of over {ECHO_LIMIT} values"
+    return shorten(repr(value))
+
+
+def count_values(value: object, limit: int) -> int:
+    """How many values `value` holds with aliases expanded, counting up to `limit` at most (so
+    a self-referencing or exponentially aliased structure costs no more than `limit` steps)."""
+    count, stack = 0, [value]
+    while stack and count < limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return count
+
+
+def check_expansion(raw: dict, source: str) -> None:
+    if count_values(raw, MAX_CONFIG_VALUES + 1) > MAX_CONFIG_VALUES:
+        raise UserError(f"{source} expands to over {MAX_CONFIG_VALUES:,} values (nested YAML "
+                        "aliases?); a config holds a few hundred, so write it out without "
+                        "repeated aliases")
 
 
 INIT_KEYS = {"default", "rules", "bias", "zero_init_residual"}
@@ -239,7 +287,7 @@ def apply_override(raw: dict, override: str) -> None:
     try:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError as error:
-        raise UserError(f"override {key}: value '{text}' is not valid YAML "
+        raise UserError(f"override {shorten(key)}: value '{shorten(text)}' is not valid YAML "
                         f"({_first_line(error)})") from None
     parts = key.strip().split(".")
     node = raw
@@ -254,8 +302,8 @@ def apply_override(raw: dict, override: str) -> None:
         elif child is None:
             child = {}
         elif not isinstance(child, dict):
-            raise UserError(f"override {key}: {'.'.join(parts[:depth + 1])} is "
-                            f"{child!r}, not a section")
+            raise UserError(f"override {shorten(key)}: {'.'.join(parts[:depth + 1])} is "
+                            f"{shown(child)}, not a section")
         node[part] = child
         node = child
     last = parts[-1]
@@ -294,8 +342,10 @@ def load_config(source: str | Path | dict | None = None, overrides: list[str] | 
         raw = copy.deepcopy(source)
     else:
         raw = read_yaml(source)
+        check_expansion(raw, f"config file {source}")
     for override in overrides:
         apply_override(raw, override)
+    check_expansion(raw, "the config with its overrides")
     return validate(raw)
 
 
@@ -412,7 +462,8 @@ def describe_error(error: dict, raw: dict) -> str:
         context = f" (with {tag[0]} {tag[1]})" if tag else ""
         colon = (" (in a YAML flow map put a space after each colon: {name: normal, std: 0.01})"
                  if ":" in path[-1] else "")
-        return (f"{where}: unknown key{did_you_mean(path[-1], accepted)}; {parent}{context} "
+        return (f"{shorten(where)}: unknown key{did_you_mean(path[-1], accepted)}; "
+                f"{parent}{context} "
                 f"accepts: {', '.join(accepted)}{colon}")
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         from cnnlab.catalogue import catalogue
@@ -425,18 +476,23 @@ def describe_error(error: dict, raw: dict) -> str:
             return f"{where}: needs a '{tag_key}' key; accepted {tag_key}s: " \
                    f"{', '.join(expected)}{see}"
         tag = ctx.get("tag")
-        return (f"{where}.{tag_key}: unknown name '{tag}'{did_you_mean(tag, expected)}; "
+        return (f"{where}.{tag_key}: unknown name '{shorten(str(tag))}'"
+                f"{did_you_mean(tag, expected)}; "
                 f"accepted: {', '.join(expected)}{see}")
     if kind == "literal_error":
         expected = str(ctx.get("expected", ""))
         names = re.findall(r"'([^']*)'", expected)
         hint = did_you_mean(received, names) if isinstance(received, str) else ""
-        return f"{where}: received {received!r}{hint}; accepted: {expected}"
+        return f"{where}: received {shown(received)}{hint}; accepted: {expected}"
     if kind == "missing":
         return f"{where}: required key is missing"
+    if kind == NOT_A_NUMBER:
+        # Raised for a whole section (see Options); the key is in the context.
+        return f"{'.'.join(path + [ctx['key']])}: received {ctx['value']}; " + \
+            error["msg"].split("; ", 1)[1]
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
         if re.match(r"[a-z_]+(\.[a-z_0-9]+)+[ :]", message):
             return message  # the validator named the key itself
-    return f"{where}: received {received!r}; {message[0].lower() + message[1:]}"
+    return f"{where}: received {shown(received)}; {message[0].lower() + message[1:]}"
