@@ -134,13 +134,14 @@ def _alias_bomb(folder: Path) -> list[str]:
 
 
 def _alias_bomb_in_known_key(folder: Path) -> list[str]:
-    # A smaller bomb under a key that exists: validation reaches it and must not echo it all.
-    lines = ['x0: &x0 [1, 1, 1, 1, 1, 1, 1, 1, 1]']
-    for level in range(1, 4):  # 9^4 values: under the expansion limit, too many to echo
-        lines.append(f"x{level}: &x{level} [{','.join([f'*x{level - 1}'] * 9)}]")
-    text = "\n".join(lines).replace("x0:", "data: {}\nx0:", 1)
+    # A smaller bomb (59,049 strings, under the expansion limit) as the value of a key that
+    # exists: validation reaches it, and its error message must not echo it all.
+    def level(n: int) -> str:
+        if n == 0:
+            return "&x0 [" + ",".join(["lol"] * 9) + "]"
+        return f"&x{n} [{level(n - 1)}, " + ", ".join([f"*x{n - 1}"] * 8) + "]"
     path = folder / "config.yaml"
-    path.write_text(text.replace("data: {}\n", "") + "\nmodel: {arch: simple_cnn, fc: *x3}\n")
+    path.write_text(f"name: {level(4)}\n")
     return ["train", str(path), "--out", str(folder / "run")]
 
 

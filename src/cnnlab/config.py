@@ -78,6 +78,15 @@ class DataConfig(Options):
     layout: Literal["auto", "nhwc", "nchw"] = "auto"
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
 
+    @field_validator("image_size")
+    @classmethod
+    def _image_size(cls, size):
+        sides = [size] if isinstance(size, int) else list(size or [])
+        if any(side < 4 for side in sides):
+            raise ValueError("every side must be at least 4 pixels, the smallest a "
+                             "convolutional network takes")
+        return size
+
     @model_validator(mode="after")
     def _root_when_needed(self):
         if DATASETS.get(self.dataset).meta.get("needs_root") and not self.root:
