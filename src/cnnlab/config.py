@@ -75,6 +75,10 @@ class DataConfig(Options):
     in_memory: Literal["auto"] | bool = "auto"
     workers: int | None = Field(None, ge=0)
     cache_dir: str | None = None
+    archive_max_gb: float = Field(200.0, gt=0.0, description="an archive in data.root may "
+                                  "expand to at most this many GB (10^9 bytes)")
+    archive_max_files: int = Field(5_000_000, ge=1, description="... and hold at most this "
+                                   "many members")
     layout: Literal["auto", "nhwc", "nchw"] = "auto"
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cnnlab.data.archives import extract, is_archive
+from cnnlab.data.archives import Limits, extract, is_archive
 from cnnlab.data.arrays import ImageSet, stratified_split
 from cnnlab.data.imagefolder import default_cache_dir, load_folder
 from cnnlab.errors import DataError
@@ -209,7 +209,9 @@ def imagefolder(cfg) -> RawData:
     size = _size(cfg.image_size)
     cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None
     if is_archive(root):
-        root = extract(root, cache_dir or default_cache_dir())
+        limits = Limits(max_bytes=int(cfg.archive_max_gb * 10**9),
+                        max_files=cfg.archive_max_files)
+        root = extract(root, cache_dir or default_cache_dir(), limits)
     in_memory = None if cfg.in_memory == "auto" else bool(cfg.in_memory)
     workers = cfg.workers if cfg.workers is not None else min(8, _cpus())
     train_root = root / "train" if (root / "train").is_dir() else root
