@@ -52,3 +52,28 @@ def test_streamed_image_folder_with_dropout_resumes_mid_epoch_bit_identically(
     assert resumed.keys() == expected.keys()
     differing = [k for k in expected if not (resumed[k] == expected[k]).all()]
     assert differing == [], f"{len(differing)} of {len(expected)} tensors differ: {differing}"
+
+
+def test_streaming_an_epoch_leaves_the_global_rng_to_dropout(tmp_path):
+    # The cause of the resume mismatch, checked directly: reading a streamed epoch (training
+    # and evaluation batches) draws nothing from the generator dropout uses.
+    import torch
+
+    from cnnlab.config import load_config
+    from cnnlab.data import load_data
+    from cnnlab.data.augment import Augmenter, Normalizer
+    from cnnlab.data.loaders import TrainBatches, eval_batches
+
+    cfg = load_config({"data": {"dataset": "imagefolder", "in_memory": False, "workers": 0,
+                                "root": str(image_folder(tmp_path / "images", per_class=4)),
+                                "cache_dir": str(tmp_path / "cache"), "val_split": 0}})
+    data = load_data(cfg.data)
+    assert not data.train.in_memory
+    normalizer = Normalizer(data.mean, data.std, torch.device("cpu"), channels_last=False)
+    batches = TrainBatches(data.train, 4, 0, torch.device("cpu"),
+                           Augmenter(cfg.data.augment, normalizer))
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    assert len(list(batches.epoch(0, start_step=1))) == batches.steps_per_epoch - 1
+    assert len(list(eval_batches(data.test, 4, torch.device("cpu"), normalizer))) > 0
+    assert torch.equal(torch.get_rng_state(), before)
