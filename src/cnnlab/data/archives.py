@@ -48,7 +48,9 @@ def _check_member(name: str, archive: Path) -> None:
 def _check_size(archive: Path, files: int, size: int, limits: Limits, destination: Path
                 ) -> None:
     if files > limits.max_files:
-        raise DataError(f"archive {archive} holds {files:,} members, over the limit of "
+        # A tar is read only up to one member past the limit, so its count is a lower bound.
+        count = f"{files:,}" if files > limits.max_files + 1 else f"more than {limits.max_files:,}"
+        raise DataError(f"archive {archive} holds {count} members, over the limit of "
                         f"{limits.max_files:,}; raise data.archive_max_files if that is right")
     if size > limits.max_bytes:
         raise DataError(f"archive {archive} ({archive.stat().st_size:,} bytes) expands to "
