@@ -17,7 +17,8 @@ STAGES = {11: [1, 1, 2, 2, 2], 13: [2, 2, 2, 2, 2], 16: [2, 2, 3, 3, 3], 19: [2,
 class VggOptions(ModelBase):
     variant: Literal[11, 13, 16, 19] = 11
     width: int = Field(64, ge=1, description="channels of the first stage")
-    fc: list[PositiveInt] = Field(default_factory=list, description="hidden layer sizes after pooling")
+    fc: list[PositiveInt] = Field(default_factory=list,
+                                  description="hidden layer sizes after pooling")
 
 
 class Vgg(Network):
