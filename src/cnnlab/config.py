@@ -23,7 +23,7 @@ from cnnlab.data.sources import DATASETS
 from cnnlab.errors import ConfigError, UserError, did_you_mean
 from cnnlab.metrics import MetricName
 from cnnlab.models import ModelSpec
-from cnnlab.options import Options
+from cnnlab.options import NOT_A_NUMBER, Options
 
 DatasetName = Literal[tuple(DATASETS.names())]  # type: ignore[valid-type]
 
@@ -75,8 +75,21 @@ class DataConfig(Options):
     in_memory: Literal["auto"] | bool = "auto"
     workers: int | None = Field(None, ge=0)
     cache_dir: str | None = None
+    archive_max_gb: float = Field(200.0, gt=0.0, description="an archive in data.root may "
+                                  "expand to at most this many GB (10^9 bytes)")
+    archive_max_files: int = Field(5_000_000, ge=1, description="... and hold at most this "
+                                   "many members")
     layout: Literal["auto", "nhwc", "nchw"] = "auto"
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+
+    @field_validator("image_size")
+    @classmethod
+    def _image_size(cls, size):
+        sides = [size] if isinstance(size, int) else list(size or [])
+        if any(side < 4 for side in sides):
+            raise ValueError("every side must be at least 4 pixels, the smallest a "
+                             "convolutional network takes")
+        return size
 
     @model_validator(mode="after")
     def _root_when_needed(self):
@@ -216,7 +229,12 @@ def read_yaml(path: str | Path) -> dict:
         raise UserError(f"config file {path} does not exist; give the path of a YAML config "
                         "(see examples/)")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise UserError(f"config file {path} is not text (byte {error.start} is not UTF-8); "
+                        "give a YAML config (see examples/)") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise UserError(f"config file {path} is not valid YAML ({_first_line(error)})") from None
     if data is None:
@@ -228,7 +246,50 @@ def read_yaml(path: str | Path) -> dict:
 
 
 def _first_line(error: Exception) -> str:
-    return " ".join(str(error).split())
+    return shorten(" ".join(str(error).split()), 300)
+
+
+# What an error message may echo of a value the user gave, in characters.
+ECHO_LIMIT = 80
+# Values (mappings, lists and scalars) a config may hold once YAML aliases are expanded; a real
+# config has a few hundred, while 1 KB of nested aliases can stand for billions.
+MAX_CONFIG_VALUES = 100_000
+
+
+def shorten(text: str, limit: int = ECHO_LIMIT) -> str:
+    """`text`, cut to `limit` characters with a note of its full length."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def shown(value: object) -> str:
+    """A value as an error message echoes it: its repr, shortened."""
+    if isinstance(value, (dict, list)) and count_values(value, ECHO_LIMIT) >= ECHO_LIMIT:
+        return f"a {type(value).__name__} of over {ECHO_LIMIT} values"
+    return shorten(repr(value))
+
+
+def count_values(value: object, limit: int) -> int:
+    """How many values `value` holds with aliases expanded, counting up to `limit` at most (so
+    a self-referencing or exponentially aliased structure costs no more than `limit` steps)."""
+    count, stack = 0, [value]
+    while stack and count < limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return count
+
+
+def check_expansion(raw: dict, source: str) -> None:
+    if count_values(raw, MAX_CONFIG_VALUES + 1) > MAX_CONFIG_VALUES:
+        raise UserError(f"{source} expands to over {MAX_CONFIG_VALUES:,} values (nested YAML "
+                        "aliases?); a config holds a few hundred, so write it out without "
+                        "repeated aliases")
 
 
 INIT_KEYS = {"default", "rules", "bias", "zero_init_residual"}
@@ -243,7 +304,7 @@ def apply_override(raw: dict, override: str) -> None:
     try:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError as error:
-        raise UserError(f"override {key}: value '{text}' is not valid YAML "
+        raise UserError(f"override {shorten(key)}: value '{shorten(text)}' is not valid YAML "
                         f"({_first_line(error)})") from None
     parts = key.strip().split(".")
     node = raw
@@ -258,8 +319,8 @@ def apply_override(raw: dict, override: str) -> None:
         elif child is None:
             child = {}
         elif not isinstance(child, dict):
-            raise UserError(f"override {key}: {'.'.join(parts[:depth + 1])} is "
-                            f"{child!r}, not a section")
+            raise UserError(f"override {shorten(key)}: {'.'.join(parts[:depth + 1])} is "
+                            f"{shown(child)}, not a section")
         node[part] = child
         node = child
     last = parts[-1]
@@ -298,8 +359,10 @@ def load_config(source: str | Path | dict | None = None, overrides: list[str] | 
         raw = copy.deepcopy(source)
     else:
         raw = read_yaml(source)
+        check_expansion(raw, f"config file {source}")
     for override in overrides:
         apply_override(raw, override)
+    check_expansion(raw, "the config with its overrides")
     return validate(raw)
 
 
@@ -416,7 +479,8 @@ def describe_error(error: dict, raw: dict) -> str:
         context = f" (with {tag[0]} {tag[1]})" if tag else ""
         colon = (" (in a YAML flow map put a space after each colon: {name: normal, std: 0.01})"
                  if ":" in path[-1] else "")
-        return (f"{where}: unknown key{did_you_mean(path[-1], accepted)}; {parent}{context} "
+        return (f"{shorten(where)}: unknown key{did_you_mean(path[-1], accepted)}; "
+                f"{parent}{context} "
                 f"accepts: {', '.join(accepted)}{colon}")
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         from cnnlab.catalogue import catalogue
@@ -429,18 +493,23 @@ def describe_error(error: dict, raw: dict) -> str:
             return f"{where}: needs a '{tag_key}' key; accepted {tag_key}s: " \
                    f"{', '.join(expected)}{see}"
         tag = ctx.get("tag")
-        return (f"{where}.{tag_key}: unknown name '{tag}'{did_you_mean(tag, expected)}; "
+        return (f"{where}.{tag_key}: unknown name '{shorten(str(tag))}'"
+                f"{did_you_mean(tag, expected)}; "
                 f"accepted: {', '.join(expected)}{see}")
     if kind == "literal_error":
         expected = str(ctx.get("expected", ""))
         names = re.findall(r"'([^']*)'", expected)
         hint = did_you_mean(received, names) if isinstance(received, str) else ""
-        return f"{where}: received {received!r}{hint}; accepted: {expected}"
+        return f"{where}: received {shown(received)}{hint}; accepted: {expected}"
     if kind == "missing":
         return f"{where}: required key is missing"
+    if kind == NOT_A_NUMBER:
+        # Raised for a whole section (see Options); the key is in the context.
+        return f"{'.'.join(path + [ctx['key']])}: received {ctx['value']}; " + \
+            error["msg"].split("; ", 1)[1]
     message = error["msg"]
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
         if re.match(r"[a-z_]+(\.[a-z_0-9]+)+[ :]", message):
             return message  # the validator named the key itself
-    return f"{where}: received {received!r}; {message[0].lower() + message[1:]}"
+    return f"{where}: received {shown(received)}; {message[0].lower() + message[1:]}"

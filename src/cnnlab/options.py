@@ -2,17 +2,76 @@
 
 from __future__ import annotations
 
+import math
+import types
+import typing
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, \
+    model_validator
+from pydantic_core import PydanticCustomError
 
 from cnnlab.registry import Registry
 
+# Training computes in float32 (or narrower): a setting beyond its range overflows in torch.
+FLOAT32_MAX = 3.4028234663852886e38
+# The error type of a value that is no usable number where one is expected (true, 1e300).
+NOT_A_NUMBER = "not_a_plain_number"
+
+
+def _accepts(annotation: Any, kind: type) -> bool:
+    """Whether a field's annotation takes values of `kind` (bool, int or float) as themselves."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _accepts(typing.get_args(annotation)[0], kind)
+    if origin in (Union, types.UnionType):
+        return any(_accepts(arg, kind) for arg in typing.get_args(annotation))
+    if origin is Literal:
+        return any(type(arg) is kind for arg in typing.get_args(annotation))
+    return annotation is kind or annotation is Any
+
+
+def _as_float(value: Any) -> float | None:
+    # YAML 1.1 reads `1e300` (no dot) as a string, which pydantic then turns into a float.
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        return float(value)
+    except (ValueError, OverflowError):
+        return None
+
 
 class Options(BaseModel):
-    """A config section: unknown keys are errors and defaults are validated too."""
+    """A config section: unknown keys are errors and defaults are validated too. Numbers are
+    finite and within float32's range, and true/false is not a number (pydantic alone would
+    read `epochs: true` as 1)."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=False)
+    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=False,
+                              allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_numbers(cls, data: Any) -> Any:
+        # A model-level check, since a field validator may not touch a union's tag field; its
+        # error type and context let the config reader name the key (config.describe_error).
+        if not isinstance(data, dict):
+            return data
+        for key, value in data.items():
+            field = cls.model_fields.get(key)
+            if field is None:
+                continue
+            numeric = _accepts(field.annotation, int) or _accepts(field.annotation, float)
+            if isinstance(value, bool) and numeric and not _accepts(field.annotation, bool):
+                raise PydanticCustomError(
+                    NOT_A_NUMBER, "{key}: received {value}; true/false is not a number here",
+                    {"key": key, "value": str(value).lower()})
+            number = _as_float(value) if _accepts(field.annotation, float) else None
+            if number is not None and math.isfinite(number) and abs(number) > FLOAT32_MAX:
+                raise PydanticCustomError(
+                    NOT_A_NUMBER, "{key}: received {value}; that is beyond the float32 range "
+                    "(about 3.4e38) that training computes in; give a realistic value",
+                    {"key": key, "value": f"{number:g}"})
+        return data
 
 
 class NoOptions(Options):

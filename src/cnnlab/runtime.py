@@ -103,6 +103,16 @@ class Runtime:
         torch.set_num_threads(self.threads)
 
 
+def check_threads(threads: int) -> None:
+    """More threads than the machine has CPUs only slows training down, and a huge count
+    crashes torch's thread pool (a segmentation fault at 100,000), so it is refused."""
+    cpus = os.cpu_count() or 1
+    if threads > cpus:
+        raise UserError(f"train.threads is {threads:,} but this machine has {cpus} CPU cores; "
+                        f"use at most {cpus}, or leave it unset to use every core this process "
+                        "may use")
+
+
 def resolve_runtime(train_cfg, world=None) -> Runtime:
     """Device, threads, precision and memory format of this process. Under torchrun each
     process takes its local rank's GPU, or an equal share of the cores."""
@@ -111,6 +121,7 @@ def resolve_runtime(train_cfg, world=None) -> Runtime:
     if device.type == "cuda" and local_size > 1:
         device = torch.device("cuda", local_rank)
     threads = train_cfg.threads or max(1, available_cores() // local_size)
+    check_threads(threads)
     amp = resolve_amp(train_cfg.amp, device)
     channels_last = train_cfg.channels_last if train_cfg.channels_last != "auto" else True
     return Runtime(device, threads, amp, bool(channels_last))

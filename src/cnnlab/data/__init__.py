@@ -14,6 +14,10 @@ from cnnlab.errors import DataError
 from cnnlab.seeding import generator
 
 
+# The smallest image side accepted: a 3x3 convolution and one 2x2 pooling still fit.
+MIN_IMAGE_SIDE = 4
+
+
 @dataclass
 class DataBundle:
     train: ImageSet
@@ -93,15 +97,24 @@ def load_data(cfg) -> DataBundle:
         classes = classes[:cfg.num_classes] + [str(i) for i in range(len(classes),
                                                                        cfg.num_classes)]
     num_classes = len(classes)
+    if len(train) == 0:
+        raise DataError(f"the {cfg.dataset} training split is empty; give data with images in "
+                        "it")
     check_labels(train.labels, num_classes, f"the {cfg.dataset} training split")
     check_labels(test.labels, num_classes, f"the {cfg.dataset} test split")
-    if len(train) == 0:
-        raise DataError(f"the {cfg.dataset} training split is empty")
+    if min(train.shape[1:]) < MIN_IMAGE_SIDE:
+        raise DataError(f"the {cfg.dataset} images are {train.shape[2]}x{train.shape[1]} pixels; "
+                        f"a convolutional network needs at least {MIN_IMAGE_SIDE}x"
+                        f"{MIN_IMAGE_SIDE} (set data.image_size to enlarge them)")
     if test.shape != train.shape:
         raise DataError(f"{cfg.dataset}: test images are {test.shape} but training images are "
                         f"{train.shape} (C, H, W); set data.image_size to resize both")
 
     if cfg.train_subset is not None:
+        if cfg.train_subset < num_classes:
+            raise DataError(f"data.train_subset={cfg.train_subset} is fewer images than the "
+                            f"{num_classes} classes, so some classes would have none; use at "
+                            f"least {num_classes}")
         train = train.subset(stratified_subset(train.labels, cfg.train_subset, cfg.split_seed))
     if cfg.val_split > 0:
         kept, held = stratified_split(train.labels, cfg.val_split, cfg.split_seed, "val-split")

@@ -45,6 +45,9 @@ class ImageSet:
 def stratified_split(labels: torch.Tensor, fraction: float, seed: int, purpose: str
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """(kept, held-out) indices; each class contributes round(fraction * its count) to held-out."""
+    if len(labels) == 0:
+        empty = torch.zeros(0, dtype=torch.long)
+        return empty, empty
     gen = generator(seed, purpose)
     kept, held = [], []
     for cls in torch.unique(labels).tolist():

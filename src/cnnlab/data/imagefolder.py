@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -60,10 +61,36 @@ def scan(root: Path, classes: list[str] | None = None) -> tuple[list[Path], list
     return files, labels, classes
 
 
+# The most pixels an image may have: Pillow's own decompression-bomb threshold (89,478,485, a
+# 0.25 GiB RGB image, about 9,459 x 9,459), which Pillow only warns about below twice that.
+# Training images are far smaller; a file beyond it is a mistake or a decompression bomb.
+MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS
+
+
+def _too_large(path: str, width: int, height: int) -> str | None:
+    if width * height <= MAX_IMAGE_PIXELS:
+        return None
+    return (f"image {path} is {width}x{height} pixels, over the limit of {MAX_IMAGE_PIXELS:,} "
+            "(a decompression bomb, or a photo far larger than a network trains on); shrink "
+            "or remove it")
+
+
+def _open(path: str):
+    """Pillow's open, its decompression-bomb warning silenced: the caller checks the size."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(path)
+
+
 def _probe(path: str) -> tuple[str, int, int]:
     try:
-        with Image.open(path) as image:
+        with _open(path) as image:
+            too_large = _too_large(path, image.width, image.height)
+            if too_large:
+                return f"large:{too_large}", 0, 0
             return image.mode, image.width, image.height
+    except Image.DecompressionBombError as error:
+        return f"large:image {path} is a decompression bomb ({error}); remove it", 0, 0
     except (UnidentifiedImageError, OSError) as error:
         return f"error:{error}", 0, 0
 
@@ -77,6 +104,8 @@ def probe_all(files: list[Path], workers: int, resized: bool) -> tuple[int, tupl
     for path, (mode, width, height) in zip(files, results):
         if mode.startswith("error:"):
             raise DataError(f"cannot decode image {path} ({mode[6:]}); delete or replace the file")
+        if mode.startswith("large:"):
+            raise DataError(mode[6:])
         sizes.setdefault((height, width), path)
         gray = gray and mode in GRAY_MODES
     if len(sizes) > 1 and not resized:
@@ -91,12 +120,15 @@ def probe_all(files: list[Path], workers: int, resized: bool) -> tuple[int, tupl
 def decode(path: str, channels: int, size: tuple[int, int] | None) -> np.ndarray:
     """One image as uint8 C x H x W; raises DataError naming the file if it is corrupt."""
     try:
-        with Image.open(path) as image:
+        with _open(path) as image:
+            too_large = _too_large(path, image.width, image.height)
+            if too_large:
+                raise DataError(too_large)
             image = image.convert("L" if channels == 1 else "RGB")
             if size is not None and (image.height, image.width) != tuple(size):
                 image = image.resize((size[1], size[0]), Image.BILINEAR)
             array = np.asarray(image, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as error:
         raise DataError(f"cannot decode image {path} ({error}); delete or replace the file") \
             from None
     if array.ndim == 2:

@@ -36,9 +36,12 @@ class FileImages(Dataset):
             self.labels[index]
 
 
-def _stream(images: ImageSet, batches: list[torch.Tensor], workers: int):
+def _stream(images: ImageSet, batches: list[torch.Tensor], workers: int, gen: torch.Generator):
+    # A DataLoader draws its workers' base seed when it starts iterating, from the global RNG
+    # unless given a generator; that global draw would shift dropout's masks in a run resumed
+    # mid-epoch (whose loader starts at another moment), so every loader gets its own stream.
     loader = DataLoader(FileImages(images), batch_sampler=[b.tolist() for b in batches],
-                        num_workers=workers, persistent_workers=False)
+                        num_workers=workers, persistent_workers=False, generator=gen)
     yield from loader
 
 
@@ -90,7 +93,8 @@ class TrainBatches:
                    for b in batches)
         else:
             raw = ((x.to(self.device, non_blocking=True), y.to(self.device))
-                   for x, y in _stream(self.source, batches, self.workers))
+                   for x, y in _stream(self.source, batches, self.workers,
+                                       generator(self.seed, "loader", epoch)))
         for step, (images, labels) in zip(steps, raw):
             yield self.augment(images, generator(self.seed, "augment", epoch, step), part), labels
 
@@ -107,5 +111,5 @@ def eval_batches(images: ImageSet, batch_size: int, device: torch.device, normal
         for b in batches:
             yield normalizer(images.images[b].to(device)), images.labels[b].to(device)
     else:
-        for x, y in _stream(images, batches, workers):
+        for x, y in _stream(images, batches, workers, generator(0, "eval-loader")):
             yield normalizer(x.to(device)), y.to(device)

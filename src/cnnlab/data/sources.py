@@ -6,6 +6,7 @@ split, which is then carved out of the training images with `data.test_split`) a
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cnnlab.data.archives import extract, is_archive
+from cnnlab.data.archives import Limits, extract, is_archive
 from cnnlab.data.arrays import ImageSet, stratified_split
 from cnnlab.data.imagefolder import default_cache_dir, load_folder
 from cnnlab.errors import DataError
@@ -91,10 +92,53 @@ def _to_nchw(array: np.ndarray, layout: str, key: str, path: Path) -> np.ndarray
     return array.transpose(0, 3, 1, 2) if layout == "nhwc" else array
 
 
+def _array(archive, key: str, path: Path) -> np.ndarray:
+    try:
+        return archive[key]
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        if "allow_pickle" in str(error):
+            raise DataError(f"{path}: {key} holds Python objects, which cnnlab does not unpickle "
+                            "(it could run code); store it as a numeric array") from None
+        raise DataError(f"{path}: cannot read {key} ({error}); save the arrays again with "
+                        "numpy.savez") from None
+
+
+def label_ranges(values: list[int]) -> str:
+    """Sorted distinct labels written compactly: [0, 1, 2, 3, 255] -> '0..3, 255'."""
+    runs: list[list[int]] = []
+    for value in values:
+        if runs and value == runs[-1][1] + 1:
+            runs[-1][1] = value
+        else:
+            runs.append([value, value])
+    shown = [str(a) if a == b else f"{a}, {b}" if b == a + 1 else f"{a}..{b}" for a, b in runs]
+    return ", ".join(shown[:8]) + (", ..." if len(shown) > 8 else "")
+
+
+def _classes_from_labels(labels: torch.Tensor, path: Path) -> int:
+    """The class count of labels 0..K-1; a gap means a stray label or a missing class, which
+    only data.num_classes can say."""
+    present = torch.unique(labels).tolist()
+    if not present:
+        return 0
+    count = int(present[-1]) + 1
+    if present[0] >= 0 and len(present) < count:
+        raise DataError(f"{path}: the labels are {label_ranges(present)} ({len(present)} distinct "
+                        f"values), so {count - len(present)} of the classes 0..{count - 1} have no "
+                        f"images; fix the stray labels, or set data.num_classes={count} if those "
+                        "classes are real")
+    return count
+
+
 def _to_uint8(array: np.ndarray, key: str, path: Path) -> np.ndarray:
     if array.dtype == np.uint8:
         return array
     if np.issubdtype(array.dtype, np.floating):
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        if bad:
+            raise DataError(f"{path}: {key} holds {bad:,} NaN or infinite values out of "
+                            f"{array.size:,}; pixels must be finite, uint8 0..255 or floats in "
+                            "[0, 1]")
         if array.size and (array.min() < 0.0 or array.max() > 1.0):
             raise DataError(f"{path}: {key} holds floats outside [0, 1]; store pixels as uint8 "
                             "0..255 or floats in [0, 1]")
@@ -115,8 +159,10 @@ def npz(cfg) -> RawData:
                         ".npz file with x_train and y_train")
     try:
         archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise DataError(f"data.root: cannot read {path} as .npz ({error})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        reason = str(error) or type(error).__name__
+        raise DataError(f"data.root: cannot read {path} as .npz ({reason}); save the arrays "
+                        "with numpy.savez") from None
     with archive:
         missing = [k for k in ("x_train", "y_train") if k not in archive.files]
         if missing:
@@ -125,8 +171,9 @@ def npz(cfg) -> RawData:
                             "y_train and optionally x_test, y_test")
 
         def read(x_key: str, y_key: str) -> ImageSet:
-            x = _to_uint8(_to_nchw(archive[x_key], cfg.layout, x_key, path), x_key, path)
-            y = archive[y_key].reshape(-1)
+            x = _to_uint8(_to_nchw(_array(archive, x_key, path), cfg.layout, x_key, path),
+                          x_key, path)
+            y = _array(archive, y_key, path).reshape(-1)
             if not np.issubdtype(y.dtype, np.integer):
                 if np.issubdtype(y.dtype, np.floating) and np.all(np.mod(y, 1) == 0):
                     y = y.astype(np.int64)
@@ -144,9 +191,8 @@ def npz(cfg) -> RawData:
     if test is not None and test.shape[1:] != train.shape[1:]:
         raise DataError(f"{path}: x_test images are {test.shape} but x_train images are "
                         f"{train.shape} (C, H, W); both splits must have the same shape")
-    count = cfg.num_classes or int(max(int(train.labels.max()) if len(train) else 0,
-                                       int(test.labels.max()) if test is not None and len(test)
-                                       else 0)) + 1
+    labels = torch.cat([train.labels] + ([test.labels] if test is not None else []))
+    count = cfg.num_classes or _classes_from_labels(labels, path)
     if test is None:
         train, test = _split_off_test(train, cfg)
     return RawData(train, test, [str(i) for i in range(count)])
@@ -163,7 +209,9 @@ def imagefolder(cfg) -> RawData:
     size = _size(cfg.image_size)
     cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None
     if is_archive(root):
-        root = extract(root, cache_dir or default_cache_dir())
+        limits = Limits(max_bytes=int(cfg.archive_max_gb * 10**9),
+                        max_files=cfg.archive_max_files)
+        root = extract(root, cache_dir or default_cache_dir(), limits)
     in_memory = None if cfg.in_memory == "auto" else bool(cfg.in_memory)
     workers = cfg.workers if cfg.workers is not None else min(8, _cpus())
     train_root = root / "train" if (root / "train").is_dir() else root

@@ -8,7 +8,7 @@ keeps early softmax outputs soft without label-dependent tuning.
 from __future__ import annotations
 
 import torch
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from torch import nn
 
 from cnnlab.components.activations import ActivationSpec
@@ -17,7 +17,7 @@ from cnnlab.models.base import MODELS, BuildContext, Head, ModelBase, Network, p
 
 class FastnetOptions(ModelBase):
     activation: ActivationSpec = "gelu"
-    widths: list[int] = Field(default_factory=lambda: [64, 256, 256], min_length=1)
+    widths: list[PositiveInt] = Field(default_factory=lambda: [64, 256, 256], min_length=1)
     stem_width: int = Field(24, ge=1)
     logit_scale: float = Field(1.0 / 9.0, gt=0.0)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from torch import nn
 
 from cnnlab.models.base import MODELS, BuildContext, ConvNormAct, Head, ModelBase, Network, \
@@ -12,11 +12,11 @@ from cnnlab.models.base import MODELS, BuildContext, ConvNormAct, Head, ModelBas
 
 
 class SimpleCnnOptions(ModelBase):
-    widths: list[int] = Field(default_factory=lambda: [32, 64], min_length=1)
+    widths: list[PositiveInt] = Field(default_factory=lambda: [32, 64], min_length=1)
     kernel_size: int = Field(3, ge=1)
     convs_per_block: int = Field(1, ge=1)
     pooling: Literal["max", "avg"] = "max"
-    fc: list[int] = Field(default_factory=lambda: [128], description="hidden layer sizes")
+    fc: list[PositiveInt] = Field(default_factory=lambda: [128], description="hidden layer sizes")
 
 
 class SimpleCnn(Network):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, PositiveInt
 from torch import nn
 
 from cnnlab.models.base import MODELS, BuildContext, ConvNormAct, Head, ModelBase, Network, \
@@ -17,7 +17,8 @@ STAGES = {11: [1, 1, 2, 2, 2], 13: [2, 2, 2, 2, 2], 16: [2, 2, 3, 3, 3], 19: [2,
 class VggOptions(ModelBase):
     variant: Literal[11, 13, 16, 19] = 11
     width: int = Field(64, ge=1, description="channels of the first stage")
-    fc: list[int] = Field(default_factory=list, description="hidden layer sizes after pooling")
+    fc: list[PositiveInt] = Field(default_factory=list,
+                                  description="hidden layer sizes after pooling")
 
 
 class Vgg(Network):
