@@ -324,12 +324,12 @@ def _diagnose(args: argparse.Namespace) -> int:
 
 
 def _print_comparison(results, args) -> None:
-    from cnnlab.experiments.compare import analyse, apply_baseline, format_table
+    from cnnlab.experiments.compare import analyse, analysis_json, apply_baseline, format_table
 
     apply_baseline(results, args.baseline)
     analysis = analyse(results)
     if args.json:
-        _print_json(analysis)
+        print(analysis_json(analysis))
     else:
         print(format_table(analysis))
 
