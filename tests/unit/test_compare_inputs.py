@@ -180,3 +180,16 @@ def test_json_nulls_carry_a_reason(tmp_path, capsys):
     assert rows[1]["p_value"] is None and "at least 2" in rows[1]["notes"]["p_value"]
     assert rows[1]["diff_ci"] == [None, None] and rows[1]["notes"]["diff_ci"]
     assert not math.isnan(rows[1]["diff"])
+
+
+def test_an_accuracy_interval_is_cut_at_one(tmp_path, capsys):
+    root = tmp_path / "runs"
+    for seed, (relu, gelu) in enumerate([(0.99, 0.9), (0.999, 0.91), (0.95, 0.92)]):
+        _write_run(root / f"relu-{seed}", "relu", seed,
+                   {"final_val_acc": relu, "final_val_loss": 0.1})
+        _write_run(root / f"gelu-{seed}", "gelu", seed,
+                   {"final_val_acc": gelu, "final_val_loss": 0.1})
+    code, out, _ = _run_cli(capsys, "compare", str(root), "--json", *RELU_BASELINE)
+    relu = _strict_loads(out)["rows"][0]
+    # mean 0.9797, std 0.0262: the t interval's upper end 1.045 is no accuracy.
+    assert code == 0 and relu["ci"][1] == 1.0 and 0.9 < relu["ci"][0] < relu["mean"]

@@ -198,6 +198,14 @@ def from_runs(paths: list[str], metric: str = "val_acc") -> Results:
     return results
 
 
+def _within_range(ci: list[float], metric: str) -> list[float]:
+    """A t interval of a mean cut to the values the metric can take (an accuracy is at most 1,
+    a loss at least 0); the truth lies inside those, so cutting keeps the coverage."""
+    low, high = (0.0, 1.0) if metric.endswith(("_acc", "_top5")) else \
+        (0.0, math.inf) if metric.endswith("_loss") else (-math.inf, math.inf)
+    return [v if math.isnan(v) else min(max(v, low), high) for v in ci]
+
+
 def apply_baseline(results: Results, baselines: list[str]) -> None:
     for item in baselines:
         factor, _, value = item.partition("=")
@@ -226,6 +234,7 @@ def analyse(results: Results, alpha: float = 0.05) -> dict:
     rows = []
     for key in order:
         row = {"label": results.label(key), **stats.describe(list(results.cells[key].values()))}
+        row["ci"] = _within_range(row["ci"], results.metric)
         if key == base:
             row.update(diff=None, diff_ci=None, p_value=None, p_wilcoxon=None, p_holm=None,
                        effect_size=None, verdict="baseline")
