@@ -58,10 +58,9 @@ def open_existing_storage(url: str | None, name: str) -> optuna.storages.BaseSto
     is an error here (opening it would create it), which names both readings of `name`."""
     where, _ = resolve_storage(url)
     if "://" not in where and not Path(where).exists():
-        raise UserError(f"{name} is not an existing path, and the study storage "
-                        f"{describe_storage(url)} does not exist, so it is not a study name "
-                        "either; give run folders, or a study name with --storage "
-                        f"JOURNAL_OR_URL (or ${STORAGE_ENV})")
+        raise UserError(f"no study '{name}': {name} is not an existing path, and the study "
+                        f"storage {describe_storage(url)} does not exist; give run folders, or a "
+                        f"study name with --storage JOURNAL_OR_URL (or ${STORAGE_ENV})")
     return open_storage(url)
 
 
