@@ -328,12 +328,12 @@ def _diagnose(args: argparse.Namespace) -> int:
 
 
 def _print_comparison(results, args) -> None:
-    from cnnlab.experiments.compare import analyse, apply_baseline, format_table
+    from cnnlab.experiments.compare import analyse, analysis_json, apply_baseline, format_table
 
     apply_baseline(results, args.baseline)
     analysis = analyse(results)
     if args.json:
-        _print_json(analysis)
+        print(analysis_json(analysis))
     else:
         print(format_table(analysis))
 
@@ -518,7 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
     store_options(p)
 
     p = sub.add_parser("worker", help="join a study and run its waiting runs")
-    p.add_argument("--storage", help="journal file path or database URL")
+    p.add_argument("--storage", help="journal file path or database URL (default "
+                   "$CNNLAB_STORAGE, else runs/optuna.journal)")
     p.add_argument("--study", required=True)
     p.add_argument("--threads", type=int, help="torch threads per run (default: all cores)")
     p.add_argument("--heartbeat", type=float, default=10.0)
@@ -527,7 +528,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="statistics over a study or run folders")
     p.add_argument("sources", nargs="+", metavar="STUDY_OR_RUN_DIRS")
-    p.add_argument("--storage")
+    p.add_argument("--storage", help="the study's journal file or database URL (default "
+                   "$CNNLAB_STORAGE, else runs/optuna.journal)")
     p.add_argument("--metric", help="default: the study's metric, or val_acc")
     p.add_argument("--baseline", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", action="store_true")
@@ -535,7 +537,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="one self-contained HTML page (or Markdown + PNGs)")
     p.add_argument("sources", nargs="+", metavar="STUDY_OR_RUN_DIRS")
     p.add_argument("-o", "--out", required=True, help="report.html or report.md")
-    p.add_argument("--storage", help="the study's journal file or database URL")
+    p.add_argument("--storage", help="the study's journal file or database URL (default "
+                   "$CNNLAB_STORAGE, else runs/optuna.journal)")
     p.add_argument("--metric", help="default: the study's metric, or val_acc")
     p.add_argument("--lr-find", help="a `cnnlab lr-find --json` result to include")
     p.add_argument("--diagnostics-run", help="the run whose diagnostics to show (default: best)")

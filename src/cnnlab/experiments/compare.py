@@ -7,6 +7,7 @@ seed. Analysis only reads: nothing here trains or writes to the store.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,10 @@ from cnnlab.rundir import read_json_file, read_json_lines
 
 # Keys that differ between runs without being a choice someone made.
 NOT_FACTORS = {"name", "seed", "data.normalize", "train.threads", "train.device"}
+# A run whose final loss is not finite diverged, whatever its accuracy says (an accuracy is
+# still a number when every prediction is the same class): it counts as diverged for every
+# metric, so that the counts do not depend on which metric is compared.
+LOSS_KEYS = ("final_val_loss", "final_train_loss")
 
 
 @dataclass
@@ -42,10 +47,51 @@ class Results:
         return tuple(self.levels[f][0] for f in self.factors)
 
 
-def from_study(storage_url: str | None, name: str, metric: str | None = None) -> Results:
-    from cnnlab.experiments.store import load_study, open_storage
+def _finite(value) -> bool:
+    try:
+        return value is not None and math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
 
-    study = load_study(open_storage(storage_url), name)
+
+def loss_diverged(record: dict) -> bool:
+    """True when a finished run's summary (or trial attributes) holds a non-finite final loss."""
+    return any(key in record and not _finite(record[key]) for key in LOSS_KEYS)
+
+
+def metrics_in(record: dict) -> set[str]:
+    """The metric names `--metric` accepts for one run: final_X as X, test_* and best_*."""
+    names = set()
+    for key in record:
+        if key.startswith("final_"):
+            names.add(key.removeprefix("final_"))
+        elif key.startswith(("test_", "best_")) and key != "best_epoch":
+            names.add(key)
+    return names
+
+
+def check_metric(metric: str, records: list[dict], source: str) -> None:
+    """An unknown metric is an error naming the metrics every finished run has (rather than an
+    empty table calling every run diverged)."""
+    if not records:
+        return
+    lacking = [r for r in records if metric not in metrics_in(r) and metric not in r]
+    if not lacking:
+        return
+    common = set.intersection(*(metrics_in(r) for r in records))
+    having = f"the runs have: {', '.join(sorted(common))}" if common else \
+        "the runs have no metric in common"
+    which = "none of the" if len(lacking) == len(records) else \
+        f"{len(lacking)} of the {len(records)}"
+    raise UserError(f"--metric {metric}: {which} finished runs in {source} recorded it; "
+                    f"{having}; pass one of those with --metric")
+
+
+def from_study(storage_url: str | None, name: str, metric: str | None = None) -> Results:
+    from cnnlab.experiments.store import describe_storage, load_study, open_existing_storage
+
+    study = load_study(open_existing_storage(storage_url, name), name,
+                       describe_storage(storage_url))
     attrs = study.user_attrs
     metric = metric or attrs.get("metric", "val_acc")
     if attrs.get("kind") == "search":
@@ -55,15 +101,22 @@ def from_study(storage_url: str | None, name: str, metric: str | None = None) ->
     levels = {f["key"]: [f["baseline"]] + [v for v in f["values"] if v != f["baseline"]]
               for f in attrs["factors"]}
     results = Results(metric, factors, levels, source=f"study {name}")
-    for trial in study.get_trials(deepcopy=False):
+    finished = [t for t in study.get_trials(deepcopy=False)
+                if t.user_attrs.get("status") in ("completed", "diverged")]
+    completed = [{**t.user_attrs, **({_summary_key(attrs["metric"]): t.value}
+                                     if attrs.get("metric") else {})}
+                 for t in finished if t.user_attrs.get("status") == "completed"]
+    check_metric(metric, completed, results.source)
+    for trial in finished:
         status = trial.user_attrs.get("status")
-        if status not in ("completed", "diverged"):
-            continue
         key = tuple(trial.params.get(f, _from_overrides(trial, f)) for f in factors)
         seed = int(trial.user_attrs["seed"])
+        if status == "completed" and loss_diverged(trial.user_attrs):
+            status = "diverged"
         value = trial.user_attrs.get(_summary_key(metric)) if status == "completed" else None
         if status == "completed" and metric == attrs.get("metric"):
             value = trial.value
+        value = float(value) if _finite(value) else None
         results.cells.setdefault(key, {})[seed] = value
         results.curves.setdefault(key, {})[seed] = [
             trial.intermediate_values[e] for e in sorted(trial.intermediate_values)]
@@ -72,7 +125,7 @@ def from_study(storage_url: str | None, name: str, metric: str | None = None) ->
 
 
 def _summary_key(metric: str) -> str:
-    return metric if metric.startswith(("test_", "best_")) else f"final_{metric}"
+    return metric if metric.startswith(("test_", "best_", "final_")) else f"final_{metric}"
 
 
 def _from_overrides(trial, factor: str) -> str | None:
@@ -129,18 +182,28 @@ def from_runs(paths: list[str], metric: str = "val_acc") -> Results:
             if config.get(f) not in levels[f]:
                 levels[f].append(config.get(f))
     results = Results(metric, factors, levels, source=", ".join(paths))
+    check_metric(metric, [s for s in summaries if s.get("status") == "completed"], results.source)
     for run, config, summary in zip(runs, configs, summaries):
         if summary.get("status") not in ("completed", "diverged"):
             continue
         key = tuple(config.get(f) for f in factors)
         seed = int(summary.get("seed", 0))
-        value = metric_value(summary, metric) if summary["status"] == "completed" else None
+        value = metric_value(summary, metric) if summary["status"] == "completed" \
+            and not loss_diverged(summary) else None
         results.cells.setdefault(key, {})[seed] = value
         history = read_json_lines(run / "metrics.jsonl")
         results.curves.setdefault(key, {})[seed] = [h.get(metric) for h in history
                                                     if h.get(metric) is not None]
         results.run_dirs.setdefault(key, {})[seed] = str(run)
     return results
+
+
+def _within_range(ci: list[float], metric: str) -> list[float]:
+    """A t interval of a mean cut to the values the metric can take (an accuracy is at most 1,
+    a loss at least 0); the truth lies inside those, so cutting keeps the coverage."""
+    low, high = (0.0, 1.0) if metric.endswith(("_acc", "_top5")) else \
+        (0.0, math.inf) if metric.endswith("_loss") else (-math.inf, math.inf)
+    return [v if math.isnan(v) else min(max(v, low), high) for v in ci]
 
 
 def apply_baseline(results: Results, baselines: list[str]) -> None:
@@ -171,13 +234,16 @@ def analyse(results: Results, alpha: float = 0.05) -> dict:
     rows = []
     for key in order:
         row = {"label": results.label(key), **stats.describe(list(results.cells[key].values()))}
+        row["ci"] = _within_range(row["ci"], results.metric)
         if key == base:
             row.update(diff=None, diff_ci=None, p_value=None, p_wilcoxon=None, p_holm=None,
                        effect_size=None, verdict="baseline")
         else:
             c = next(judged)
-            row.update({k: c.get(k) for k in ("diff", "diff_ci", "p_value", "p_wilcoxon",
-                                              "p_holm", "effect_size", "verdict")})
+            row.update({k: c.get(k) for k in ("diff", "diff_ci", "p_value", "p_method",
+                                              "p_floor", "p_wilcoxon", "p_holm", "effect_size",
+                                              "verdict")})
+            row["notes"] = {**row.get("notes", {}), **c.get("notes", {})}
             row["pairs"] = c.get("n")
             if row["n"] == 0 and row["diverged"]:
                 # Nothing to test, but divergence is the clearest result there is.
@@ -191,6 +257,42 @@ def analyse(results: Results, alpha: float = 0.05) -> dict:
             "baseline": results.label(base), "rows": rows, "effects": effects}
 
 
+def strict_json_ready(data):
+    """A copy of `data` that strict JSON parsers accept: every nan or +-inf becomes None, and a
+    dict that held one gets a `notes` entry for that key saying why (unless it already has one).
+    """
+    if isinstance(data, dict):
+        out, notes = {}, dict(data.get("notes") or {})
+        for key, value in data.items():
+            if key == "notes":
+                continue
+            if _non_finite(value) or (isinstance(value, list) and any(map(_non_finite, value))):
+                notes.setdefault(key, f"not a finite number ({_non_finite_text(value)})")
+            out[key] = strict_json_ready(value)
+        if notes or "notes" in data:
+            out["notes"] = notes
+        return out
+    if isinstance(data, (list, tuple)):
+        return [strict_json_ready(v) for v in data]
+    if _non_finite(data):
+        return None
+    return data
+
+
+def _non_finite(value) -> bool:
+    return isinstance(value, float) and not math.isfinite(value)
+
+
+def _non_finite_text(value) -> str:
+    values = value if isinstance(value, list) else [value]
+    return ", ".join(sorted({str(v) for v in values if _non_finite(v)}))
+
+
+def analysis_json(analysis: dict) -> str:
+    """`cnnlab compare --json`: strict JSON (no NaN/Infinity), nulls explained in `notes`."""
+    return json.dumps(strict_json_ready(analysis), indent=2, allow_nan=False, default=str)
+
+
 def format_table(analysis: dict) -> str:
     def num(value, fmt=".4f"):
         if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -202,8 +304,9 @@ def format_table(analysis: dict) -> str:
 
     width = max(len(r["label"]) for r in analysis["rows"])
     lines = [f"{analysis['metric']} ({analysis['direction']}) from {analysis['source']}; "
-             f"baseline {analysis['baseline']}; 95% CIs by seeded bootstrap, p-values paired "
-             f"t-test (Holm-corrected) and Wilcoxon",
+             f"baseline {analysis['baseline']}; 95% CIs Student t over seeds, p-values paired "
+             f"t-test (Holm-corrected; exact sign-flip when all differences are equal) and "
+             f"Wilcoxon",
              f"{'combination':<{width}}  {'n':>2} {'mean':>7} {'std':>7} {'95% CI':>18} "
              f"{'min':>7} {'max':>7} {'div':>3} {'diff':>8} {'diff 95% CI':>20} {'p(t)':>7} "
              f"{'p Holm':>7} {'p(W)':>7} {'d_z':>6}  verdict"]

@@ -9,8 +9,11 @@ A run that diverged is recorded as None (or a non-finite number). It is excluded
 tests and counted separately, so that "never finishes" is reported rather than silently averaged.
 
 The formulas are implemented here with numpy; `scipy.special` supplies only the distribution
-functions (Student t and normal CDFs). The unit tests compare the results with `scipy.stats`.
-All results are plain Python floats, ints and lists, so they serialise to JSON as they are.
+functions (Student t and normal CDFs and the t quantile). The unit tests compare the results with
+`scipy.stats` and check the intervals' coverage by simulation at 2-10 seeds.
+All results are plain Python floats, ints, lists and None; a value that cannot be computed is
+nan (None for an effect size) with a sentence in the result's `notes`, and
+`cnnlab.experiments.compare.strict_json_ready` turns the nans into nulls for strict JSON.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 
 import numpy as np
-from scipy.special import ndtr, stdtr
+from scipy.special import ndtr, stdtr, stdtrit
 
 Values = Iterable[float | None] | np.ndarray
 CellKey = tuple[Hashable, ...]
@@ -34,6 +37,11 @@ _WILCOXON_EXACT_MAX_N = 50
 _WILCOXON_PERMUTATION_MAX_N = 13
 # Bootstrap resamples are drawn in blocks so memory stays bounded for long value lists.
 _BOOTSTRAP_BLOCK_ELEMENTS = 1_000_000
+# Every interval printed (means, paired differences, factorial effects) is a Student t interval
+# at every n: a percentile bootstrap covered the truth 54% / 73% / 86% of the time at n = 2 / 3 / 5
+# seeds instead of 95%, while the t interval is exact under normality at any n >= 2 and tends to
+# the bootstrap's large-sample answer (both rest on the central limit theorem) as n grows.
+CI_METHOD = "student-t"
 
 NAN = float("nan")
 
@@ -80,6 +88,9 @@ def bootstrap_ci(values: Values, confidence: float = 0.95, resamples: int = 10_0
                  seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of the mean.
 
+    Not used for any printed interval: at 2-10 values it is too narrow (it covered the truth
+    about half the time at n = 2); `t_interval` is. Kept for callers with many values.
+
     Resamples the values with replacement `resamples` times and returns the (1-c)/2 and (1+c)/2
     quantiles of the resampled means. Deterministic for a given seed. Diverged entries (None,
     non-finite) are ignored. One value gives (v, v); no values give (nan, nan).
@@ -111,26 +122,54 @@ def _bootstrap_means(x: np.ndarray, resamples: int, rng: np.random.Generator) ->
     return means
 
 
+def t_interval(values: Values, confidence: float = 0.95) -> tuple[float, float]:
+    """Student t confidence interval of the mean: mean +- t(n-1, (1+c)/2) * std(ddof=1)/sqrt(n).
+
+    Exact coverage when the values are normal, at every n >= 2, which is what seed counts of 2-10
+    need (tests/unit/test_statistics.py checks it by simulation). Diverged entries (None,
+    non-finite) are ignored. Fewer than two values give (nan, nan): one seed says nothing about
+    the seed-to-seed spread, so no interval is claimed.
+    """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    x = _finite_array(values)
+    n = x.size
+    if n < 2:
+        return (NAN, NAN)
+    mean = float(np.mean(x))
+    if _is_constant(x):
+        return (mean, mean)
+    half = float(stdtrit(n - 1, (1.0 + confidence) / 2.0) * np.std(x, ddof=1) / math.sqrt(n))
+    return (mean - half, mean + half)
+
+
 def describe(values: Values) -> dict:
-    """n, mean, std (ddof=1), bootstrap CI of the mean, min, max and the number of diverged runs.
+    """n, mean, std (ddof=1), t CI of the mean, min, max and the number of diverged runs.
 
     None and non-finite values are diverged runs: counted in `diverged`, excluded from the rest.
+    `notes` says why a value is missing (nan): no finished run, or one run (no spread, no CI).
     """
     values = list(values)
     x = _finite_array(values)
     n = int(x.size)
     if n == 0:
-        return {"n": 0, "mean": NAN, "std": NAN, "ci": [NAN, NAN], "min": NAN, "max": NAN,
-                "diverged": len(values)}
-    std = float(np.std(x, ddof=1)) if n > 1 else 0.0
+        reason = "no run finished with a finite value"
+        return {"n": 0, "mean": NAN, "std": NAN, "ci": [NAN, NAN], "ci_method": CI_METHOD,
+                "min": NAN, "max": NAN, "diverged": len(values),
+                "notes": {key: reason for key in ("mean", "std", "ci", "min", "max")}}
+    notes = {}
+    if n == 1:
+        notes["ci"] = "one finished run: no seed-to-seed spread to build an interval from"
     return {
         "n": n,
         "mean": float(np.mean(x)),
-        "std": std,
-        "ci": list(bootstrap_ci(x)),
+        "std": float(np.std(x, ddof=1)) if n > 1 else 0.0,
+        "ci": list(t_interval(x)),
+        "ci_method": CI_METHOD,
         "min": float(np.min(x)),
         "max": float(np.max(x)),
         "diverged": len(values) - n,
+        "notes": notes,
     }
 
 
@@ -297,14 +336,29 @@ def _common_finite_seeds(runs: Sequence[Mapping[int, float | None]]) -> list[int
             if all(seed in run and _is_finite(run[seed]) for run in runs)]
 
 
+def sign_flip_floor(n: int) -> float:
+    """The smallest two-sided p an exact sign-flip test can reach with n pairs: 2 / 2**n.
+
+    Only "every sign +" and "every sign -" are as extreme as n equal differences, so at n = 3
+    no outcome is rarer than p = 0.25, and n >= 6 pairs are needed to get below 0.05.
+    """
+    return min(1.0, 2.0 ** (1 - n)) if n >= 1 else 1.0
+
+
 def compare_paired(baseline: Mapping[int, float | None], candidate: Mapping[int, float | None],
                    higher_is_better: bool = True, alpha: float = 0.05) -> dict:
     """Paired comparison of candidate against baseline over the seeds both finished.
 
     `baseline` and `candidate` map seed -> value, None or non-finite for a diverged run. The
-    result holds n (pairs), diff (mean of candidate - baseline), diff_ci (bootstrap, seed 0),
-    p_value (paired t-test), p_wilcoxon and effect_size (Cohen's d_z); with fewer than two pairs
-    the p-values are nan.
+    result holds n (pairs), diff (mean of candidate - baseline), diff_ci (Student t interval of
+    the mean difference), p_value and the test behind it (p_method), p_wilcoxon and effect_size
+    (Cohen's d_z).
+
+    p_value is the paired t-test's, except when every paired difference is equal: the t test
+    then has no spread to estimate (its t is infinite and its p 0, which overstates three equal
+    differences), so the exact sign-flip test is used, whose p is 2 / 2**n (0.25 at n = 3);
+    `p_floor` records that smallest reachable p. A value that cannot be computed is nan (None
+    for the effect size) and `notes[key]` says why, so JSON output can carry null plus a reason.
 
     Whether a p-value is small enough depends on how many comparisons were made, so `p_holm`
     and `verdict` are left as None here and filled by `finalize_verdicts` over the whole family.
@@ -317,35 +371,77 @@ def compare_paired(baseline: Mapping[int, float | None], candidate: Mapping[int,
     a = np.asarray([float(baseline[s]) for s in seeds], dtype=np.float64)
     b = np.asarray([float(candidate[s]) for s in seeds], dtype=np.float64)
     n = len(seeds)
-    enough = n >= 2
+    d = _paired_differences(a, b)
+    notes: dict[str, str] = {}
+    p_value, p_method, p_floor, p_wilcoxon = NAN, "none", None, NAN
+    effect: float | None = NAN
+    if n < 2:
+        reason = (f"{n} seed{'' if n == 1 else 's'} finished in both: a paired test needs at "
+                  "least 2")
+        for key in ("diff_ci", "p_value", "p_wilcoxon", "effect_size"):
+            notes[key] = reason
+        if n == 0:
+            notes["diff"] = reason
+        effect = None
+    else:
+        p_wilcoxon = wilcoxon_signed_rank(a, b)["p_value"]
+        if not _is_constant(d):
+            p_value, p_method = paired_t_test(a, b)["p_value"], "paired t"
+            effect = cohens_dz(a, b)
+        elif d[0] == 0:
+            p_value, p_method, effect = 1.0, "all differences zero", 0.0
+        else:
+            p_value, p_method = sign_flip_floor(n), "sign-flip"
+            p_floor = sign_flip_floor(n)
+            notes["p_value"] = (f"all {n} paired differences are equal ({d[0]:+.6g}); the t test "
+                                "has no spread to use, so this is the exact sign-flip p, which "
+                                f"cannot go below 2/2^{n} = {p_floor:.3g}")
+            effect = None
+            notes["effect_size"] = (f"all {n} paired differences are equal, so their spread is 0 "
+                                    "and d_z = mean / spread is undefined")
     return {
         "n": n,
         "seeds": list(seeds),
-        "diff": float(np.mean(b - a)) if n else NAN,
-        "diff_ci": list(bootstrap_ci(b - a, seed=0)),
-        "p_value": paired_t_test(a, b)["p_value"] if enough else NAN,
-        "p_wilcoxon": wilcoxon_signed_rank(a, b)["p_value"] if enough else NAN,
-        "effect_size": cohens_dz(a, b),
+        "diff": float(np.mean(d)) if n else NAN,
+        "diff_ci": list(t_interval(d)),
+        "ci_method": CI_METHOD,
+        "p_value": p_value,
+        "p_method": p_method,
+        "p_floor": p_floor,
+        "p_wilcoxon": p_wilcoxon,
+        "effect_size": effect,
         "higher_is_better": bool(higher_is_better),
         "alpha": float(alpha),
         "p_holm": None,
         "verdict": None,
+        "notes": notes,
     }
 
 
-def _verdict(n: int, diff: float, p_holm: float, higher_is_better: bool, alpha: float) -> str:
+def _verdict(result: Mapping, p_holm: float, higher_is_better: bool, alpha: float) -> str:
+    """"better"/"worse" only when the Holm-adjusted p is below alpha; otherwise say why not.
+
+    With a t-test p, p < alpha is the same event as the (1 - alpha) t interval of the mean
+    difference excluding 0, so a "better" always comes with an interval clear of zero.
+    """
+    n, diff = int(result["n"]), float(result["diff"])
     if n >= 2 and not math.isnan(p_holm) and p_holm < alpha and diff != 0:
         return "better" if (diff > 0) == higher_is_better else "worse"
+    floor = result.get("p_floor")
+    if floor is not None and floor >= alpha:
+        return f"not enough seeds to tell (n={n}, smallest possible p={floor:.3g})"
     return f"no detectable difference at n={n}"
 
 
 def finalize_verdicts(comparisons: Sequence[Mapping], higher_is_better: bool = True,
                       alpha: float = 0.05) -> list[dict]:
-    """Holm-adjust the comparisons' t-test p-values as one family and give each a verdict.
+    """Holm-adjust the comparisons' p-values as one family and give each a verdict.
 
     "better" / "worse" when the Holm-adjusted p is below alpha, by the sign of `diff` and
-    `higher_is_better`; otherwise "no detectable difference at n=N". Comparisons with fewer
-    than two pairs are not tested: their p-values are nan and they do not enlarge the family.
+    `higher_is_better`; "not enough seeds to tell (n=N, smallest possible p=P)" when the test
+    used (the sign-flip test of equal differences) cannot reach alpha at that n; otherwise
+    "no detectable difference at n=N". Comparisons with fewer than two pairs are not tested:
+    their p-values are nan and they do not enlarge the family.
     Returns new dicts; the input is not modified.
     """
     results = [copy.deepcopy(dict(c)) for c in comparisons]
@@ -358,8 +454,9 @@ def finalize_verdicts(comparisons: Sequence[Mapping], higher_is_better: bool = T
     adjusted = holm([float(r["p_value"]) for r in results])
     for result, p_holm in zip(results, adjusted):
         result["p_holm"] = p_holm
-        result["verdict"] = _verdict(int(result["n"]), float(result["diff"]), p_holm,
-                                     higher_is_better, alpha)
+        if math.isnan(p_holm):
+            result.setdefault("notes", {})["p_holm"] = "not tested (fewer than 2 paired seeds)"
+        result["verdict"] = _verdict(result, p_holm, higher_is_better, alpha)
     return results
 
 
@@ -390,22 +487,28 @@ def _cell_key(n_factors: int, assigned: Mapping[int, Hashable]) -> CellKey:
 
 def _contrast(cells: Mapping[CellKey, Mapping[int, float | None]],
               terms: list[tuple[float, CellKey]]) -> dict | None:
-    """Per-seed sum of weight * value(cell) over `terms`, then its mean and bootstrap CI.
+    """Per-seed sum of weight * value(cell) over `terms`, then its mean and Student t CI.
 
     Every effect of a factorial design is such a linear contrast of cell values. Computing it
     per seed before averaging keeps the seeds paired across cells. None if a cell is missing;
-    only seeds with a finite value in every involved cell are used.
+    only seeds with a finite value in every involved cell are used. The t interval of per-seed
+    contrasts is exact under normality, the seeds being independent and paired across cells.
     """
     if any(key not in cells for _, key in terms):
         return None
     seeds = _common_finite_seeds([cells[key] for _, key in terms])
     per_seed = np.asarray([sum(w * float(cells[key][s]) for w, key in terms) for s in seeds],
                           dtype=np.float64)
-    return {
+    stats = {
         "effect": float(np.mean(per_seed)) if per_seed.size else NAN,
-        "ci": list(bootstrap_ci(per_seed, seed=0)),
+        "ci": list(t_interval(per_seed)),
+        "ci_method": CI_METHOD,
         "n": int(per_seed.size),
     }
+    if per_seed.size < 2:
+        stats["notes"] = {"ci": f"{per_seed.size} seed(s) finite in every cell involved: an "
+                                "interval needs at least 2"}
+    return stats
 
 
 def _main_effect_terms(levels: list[list[Hashable]], factor: int,
@@ -444,7 +547,7 @@ def factorial_effects(cells: Mapping[CellKey, Mapping[int, float | None]],
     Each factor's baseline is its first level in order of appearance among the keys.
 
     - main: for each factor and non-baseline level L, per seed the mean over the other factors'
-      level combinations of value(L) - value(baseline), then the mean and bootstrap CI over
+      level combinations of value(L) - value(baseline), then the mean and t CI over
       seeds. Entries {"factor", "level", "baseline", "effect", "ci", "n"}.
     - interactions: for each pair of factors A, B and non-baseline levels La, Lb, per seed the
       mean over the remaining factors of (v(La,Lb) - v(La,b0)) - (v(a0,Lb) - v(a0,b0)): how much

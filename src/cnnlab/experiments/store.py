@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import random
 import threading
 import time
@@ -31,6 +32,7 @@ except ImportError:  # Windows: no OS file locks; concurrent launches there are 
     fcntl = None
 
 DEFAULT_STORAGE = "runs/optuna.journal"
+STORAGE_ENV = "CNNLAB_STORAGE"
 HEARTBEAT = "heartbeat"
 # How long a process waits for another that holds the database (SQLite) or is creating its
 # tables before giving up with an error that says so.
@@ -48,10 +50,38 @@ def quiet_optuna() -> None:
     logging.getLogger("optuna").setLevel(logging.WARNING)
 
 
+def resolve_storage(url: str | None) -> tuple[str, str]:
+    """The storage every command uses, and where that choice came from (for error messages):
+    --storage when given, else $CNNLAB_STORAGE when set, else runs/optuna.journal."""
+    if url:
+        return url, "--storage"
+    from_env = os.environ.get(STORAGE_ENV, "").strip()
+    if from_env:
+        return from_env, f"${STORAGE_ENV}"
+    return DEFAULT_STORAGE, "the default"
+
+
+def describe_storage(url: str | None) -> str:
+    where, origin = resolve_storage(url)
+    return f"{where} (from {origin})"
+
+
+def open_existing_storage(url: str | None, name: str) -> optuna.storages.BaseStorage:
+    """The storage a command that only reads a study opens: a journal file that does not exist
+    is an error here (opening it would create it), which names both readings of `name`."""
+    where, _ = resolve_storage(url)
+    if "://" not in where and not Path(where).exists():
+        raise UserError(f"no study '{name}': {name} is not an existing path, and the study "
+                        f"storage {describe_storage(url)} does not exist; give run folders, or a "
+                        f"study name with --storage JOURNAL_OR_URL (or ${STORAGE_ENV})")
+    return open_storage(url)
+
+
 def open_storage(url: str | None) -> optuna.storages.BaseStorage:
-    """A database URL (postgresql+psycopg://..., sqlite:///...) or a journal file path."""
+    """A database URL (postgresql+psycopg://..., sqlite:///...) or a journal file path; None
+    means $CNNLAB_STORAGE or the default journal (see `resolve_storage`)."""
     quiet_optuna()
-    url = url or DEFAULT_STORAGE
+    url, _ = resolve_storage(url)
     if "://" in url:
         return _open_database(url)
     path = Path(url)
@@ -120,7 +150,7 @@ def store_lock(url: str | None, purpose: str) -> Iterator[None]:
     processes: an OS file lock beside a journal or SQLite file, an advisory lock on PostgreSQL
     (which holds across machines). Other databases get no lock; callers must stay correct
     without one. A lock still held by another process after LOCK_WAIT_SECONDS is an error."""
-    url = url or DEFAULT_STORAGE
+    url, _ = resolve_storage(url)
     if url.startswith("postgresql"):
         with _postgres_lock(url, purpose):
             yield
@@ -181,13 +211,18 @@ def _first_line(error: Exception) -> str:
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
-def load_study(storage, name: str) -> optuna.Study:
+def load_study(storage, name: str, where: str | None = None) -> optuna.Study:
+    """The study `name`; `where` (the storage as the user named it) goes into the error."""
     try:
         return optuna.load_study(study_name=name, storage=storage)
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
-        raise UserError(f"no study '{name}' in this storage; it has: "
-                        f"{', '.join(names) or 'none'}") from None
+        place = f"storage {where}" if where else "this storage"
+        hint = (f", and {name} is not an existing path either" if os.sep in name or "/" in name
+                else "")
+        raise UserError(f"no study '{name}' in {place}{hint}; the storage has: "
+                        f"{', '.join(names) or 'no study'}; pass one of those names, or point "
+                        f"--storage or ${STORAGE_ENV} at the storage that has it") from None
 
 
 def claim(study: optuna.Study) -> optuna.Trial | None:

@@ -13,8 +13,8 @@ import sys
 import time
 
 from cnnlab.experiments.runner import run_trial
-from cnnlab.experiments.store import claim, count_states, heartbeat, load_study, open_storage, \
-    requeue_stale
+from cnnlab.experiments.store import claim, count_states, describe_storage, heartbeat, \
+    load_study, open_storage, requeue_stale
 
 DEFAULT_HEARTBEAT = 10.0
 
@@ -30,7 +30,7 @@ def work(storage_url: str | None, study_name: str, threads: int | None = None,
     """Serve the study until it is done; returns the number of runs this worker finished.
     `salt` varies a search's sampler seed between workers (default: the process id)."""
     storage = open_storage(storage_url)
-    study = load_study(storage, study_name)
+    study = load_study(storage, study_name, describe_storage(storage_url))
     if study.user_attrs.get("kind") == "search":
         from cnnlab.experiments.search import search_study
 

@@ -290,11 +290,13 @@ def results_section(context: Context) -> Section:
                   caption=f"{analysis['metric']} ({analysis['direction']})")
     section = Section("results", "Results")
     section.blocks.append(Paragraph(
-        f"Baseline: {analysis['baseline']}. Means and 95% CIs over seeds (seeded bootstrap); "
-        "differences are paired by seed (candidate - baseline); p-values from the paired "
-        "t-test, Holm-corrected over all comparisons with the baseline, and the Wilcoxon "
-        "signed-rank test; d_z is the mean paired difference over its standard deviation. "
-        "'better'/'worse' need a Holm-corrected p below 0.05."))
+        f"Baseline: {analysis['baseline']}. Means and 95% CIs over seeds (Student t, which "
+        "keeps its 95% coverage at 2-10 seeds; no interval from a single seed); differences "
+        "are paired by seed (candidate - baseline); p-values from the paired t-test (the exact "
+        "sign-flip test when every paired difference is equal), Holm-corrected over all "
+        "comparisons with the baseline, and the Wilcoxon signed-rank test; d_z is the mean "
+        "paired difference over its standard deviation. 'better'/'worse' need a Holm-corrected "
+        "p below 0.05; 'not enough seeds to tell' means the test cannot reach 0.05 at that n."))
     section.blocks.append(table)
     if context.best is not None:
         best = context.best
@@ -318,7 +320,7 @@ def final_metric_section(context: Context) -> Section:
                            context.figures / "final_metric.png")
     return Section("final-metric", "Final metric per combination", [
         Figure(path, f"{context.metric} per combination with 95% CIs and one dot per seed",
-               "Diamonds: mean over seeds with its bootstrap 95% CI (as in the table); dots: "
+               "Diamonds: mean over seeds with its Student t 95% CI (as in the table); dots: "
                "single seeds.")])
 
 
@@ -387,7 +389,8 @@ def effects_section(context: Context) -> Section | None:
         Paragraph("A main effect is the change from a factor's baseline level to another level, "
                   "averaged over the other factors' levels; an interaction is how much one "
                   "factor's effect changes when the other factor is switched (0: the effects "
-                  "add up). Both are computed per seed, then averaged, with a bootstrap 95% CI."),
+                  "add up). Both are computed per seed, then averaged, with a Student t 95% CI "
+                  "over the per-seed values."),
         table, Figure(path, "main effects and interactions with 95% CIs")])
 
 

@@ -43,14 +43,12 @@ def load_input(sources: list[str], storage: str | None, metric: str | None) -> R
 
 
 def _from_study(name: str, storage: str | None, metric: str | None) -> ReportInput:
-    from cnnlab.experiments.store import DEFAULT_STORAGE, count_states, load_study, open_storage
+    from cnnlab.experiments.store import count_states, describe_storage, load_study, \
+        open_existing_storage, resolve_storage
 
-    where = storage or DEFAULT_STORAGE
-    if "://" not in where and not Path(where).exists():
-        # Opening a journal path creates the file; a report only reads, so say what is missing.
-        raise UserError(f"{name} is not a folder, and the study storage {where} does not exist; "
-                        "give run folders, or a study name with --storage JOURNAL_OR_URL")
-    study = load_study(open_storage(storage), name)
+    # Opening a journal path creates the file; a report only reads, so a missing one is an error.
+    study = load_study(open_existing_storage(storage, name), name, describe_storage(storage))
+    storage = resolve_storage(storage)[0]
     if study.user_attrs.get("kind") == "search":
         from cnnlab.experiments.design import folder_name
 
