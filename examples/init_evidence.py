@@ -48,7 +48,7 @@ def main() -> None:
         summary = cnnlab.train(cfg, out=out / f"case{index}", progress=False)
         chance = 1.0 / summary["num_classes"]
         rows.append((label, report["verdict"], report["layer"] or "-",
-                     fmt(report["forward_ratio"]), fmt(report["backward_ratio"]),
+                     fmt(report["forward_ratio"]), fmt(report["backward_std_ratio"]),
                      f"{summary['final_val_acc']:.3f}", f"{chance:.2f}"))
     print("| case | verdict | where | forward std last/first | backward std first/last "
           "| final val_acc | chance |")
