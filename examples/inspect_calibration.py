@@ -81,7 +81,7 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     outcomes = []
     for index, (label, report, cfg) in enumerate(verdicts()):
-        where = f"{report['direction']}, {report['layer']}" if report["layer"] else "-"
+        where = ", ".join(part for part in (report["direction"], report["layer"]) if part) or "-"
         size = "8x8" if cfg.data.dataset == "digits" else f"{cfg.data.synthetic.image_size}" \
             f"x{cfg.data.synthetic.image_size}"
         accuracy = chance = "-"

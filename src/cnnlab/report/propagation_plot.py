@@ -25,7 +25,7 @@ def plot_propagation(reports: list[dict], path: str | Path) -> Path:
             backward.plot(*zip(*grads), marker="o", markersize=3, color=color(index), label=label)
     forward.set(title="forward: output std of each weight layer", xlabel="depth (weight layer)",
                 ylabel="std of output", yscale="log")
-    backward.set(title="backward: per-sample gradient norm at each layer's output",
+    backward.set(title="backward: per-sample gradient norm at the output",
                  xlabel="depth (weight layer)", ylabel="gradient norm per sample", yscale="log")
     for axis in (forward, backward):
         axis.grid(True, which="both", alpha=0.3)
