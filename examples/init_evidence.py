@@ -1,6 +1,6 @@
 """The four classic claims about initialization and activations, measured.
 
-    python examples/init_evidence.py [--plot propagation.png] [--out runs/evidence] [--verdicts-only]
+    python examples/init_evidence.py [--plot propagation.png] [--out DIR] [--verdicts-only]
 
 For each case: `cnnlab inspect` (signal at init: verdict, forward and backward std ratios) and a
 short training run (final validation accuracy against chance). Prints the README's table.

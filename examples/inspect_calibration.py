@@ -93,8 +93,8 @@ def main() -> None:
             accuracy, chance = f"{summary['final_val_acc']:.3f}", f"{chance_value:.2f}"
         name = label.rsplit(", ", 1)[0] if "x" in label.rsplit(", ", 1)[1] else label
         print(f"| {name} | {size} | {report['verdict']} | {where} | "
-              f"{fmt(report['forward_input_ratio'])} | {fmt(report['backward_ratio'])} | {accuracy} "
-              f"| {chance} |", flush=True)
+              f"{fmt(report['forward_input_ratio'])} | {fmt(report['backward_ratio'])} | "
+              f"{accuracy} | {chance} |", flush=True)
     if outcomes:
         flagged = [(acc, chance) for v, acc, chance in outcomes if v != "healthy"]
         healthy = [(acc, chance) for v, acc, chance in outcomes if v == "healthy"]

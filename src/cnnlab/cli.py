@@ -183,8 +183,8 @@ def _inspect_table(path: str, report: dict) -> str:
     where = f" at {report['layer']}" if report["layer"] else ""
     lines = [f"{path}: {report['verdict']}{where}: {report['advice']}",
              f"  forward: output std, last hidden weight layer/input "
-             f"{num(report['forward_input_ratio'])}; backward: per-sample gradient norm, first/last "
-             f"{num(report['backward_ratio'])} (judged against a factor of "
+             f"{num(report['forward_input_ratio'])}; backward: per-sample gradient norm, "
+             f"first/last {num(report['backward_ratio'])} (judged against a factor of "
              f"{report['ratio_limit']:g})",
              f"  {'layer':<28} {'kind':<10} {'init (rule)':<30} {'mean':>9} {'std':>9} "
              f"{'dead':>6} {'sat':>6} {'grad std':>9} {'grad norm':>9} {'|dW|':>9}"]

@@ -197,27 +197,35 @@ def _scaled_init(setup: Setup) -> str:
     if setup.activation is None:
         return "an init scaled to the layer (kaiming_normal for relu, lecun_normal for selu)"
     name = "lecun_normal" if setup.activation == "selu" else "kaiming_normal"
-    return f"{name} (scaled to the layer and to {setup.activation})"
+    return f"model.init={name} (scaled to the layer and to {setup.activation})"
 
 
-def _scale_advice(kind: str, direction: str, setup: Setup, depth: int) -> str:
+def _other_activation(setup: Setup) -> str:
+    return "a non-saturating activation (model.activation=" + (
+        "leaky_relu" if setup.activation == "relu" else "relu") + ")"
+
+
+def _scale_advice(kind: str, setup: Setup, depth: int) -> str:
     """What to change when a signal vanishes or explodes, never what is already configured; when
     init, activation and norm are already right, say so and where the decay comes from."""
     changes = []
     if setup.init is None or not _init_matches(setup):
-        changes.append(f"model.init={_scaled_init(setup)}")
+        changes.append(_scaled_init(setup))
     if kind == "vanishing" and (setup.activation is None or setup.activation in SATURATING):
-        changes.append("a non-saturating activation (model.activation=relu)")
+        changes.append(_other_activation(setup))
     if setup.norm is None or setup.norm == "none":
         changes.append("normalization (model.norm=batch)")
     already = ""
     if kind == "vanishing" and setup.activation in SATURATING:
         already = (f"{setup.activation}'s derivative is below 1 almost everywhere, so the gradient "
                    "shrinks at every layer; ")
+    elif setup.init is not None and _init_matches(setup) and kind == "vanishing":
+        already = (f"{setup.init} already suits {setup.activation}, so the decay comes from depth "
+                   f"({depth} weight layers), zero padding on small maps, pooling and the loss "
+                   "at init; ")
     elif setup.init is not None and _init_matches(setup):
-        already = (f"{setup.init} already suits {setup.activation}, so the "
-                   f"{'decay' if kind == 'vanishing' else 'growth'} comes from depth ({depth} "
-                   "weight layers), zero padding on small maps, pooling and the loss at init; ")
+        already = (f"{setup.init} already suits {setup.activation}, so the growth comes from depth "
+                   f"({depth} weight layers) compounding each layer's excess gain; ")
     changes.append("shortcuts (model.arch=resnet20) or fewer layers")
     return already + "try " + ", ".join(changes[:-1] + ["or " + changes[-1]] if len(changes) > 1
                                          else changes)
@@ -241,7 +249,7 @@ def _advice(kind: str, setup: Setup, depth: int, **facts) -> str:
                                        f"{_scaled_init(setup)}")]
         if setup.norm is None or setup.norm == "none":
             changes.append("normalization (model.norm=batch)")
-        changes.append("a non-saturating activation (model.activation=relu)")
+        changes.append(_other_activation(setup))
         return (f"{facts['fraction']:.0%} of the inputs of {facts['layer']} sit where its "
                 f"derivative is below 1e-2; use " + ", ".join(changes[:-1]) + " or " + changes[-1])
     if facts.get("non_finite"):
@@ -257,7 +265,7 @@ def _advice(kind: str, setup: Setup, depth: int, **facts) -> str:
     else:
         what = (f"backward: the per-sample loss gradient at {facts['layer']} is "
                 f"{facts['ratio']:.2g}x its norm at the last hidden weight layer {facts['last']}")
-    return what + "; " + _scale_advice(kind, facts["direction"], setup, depth)
+    return what + "; " + _scale_advice(kind, setup, depth)
 
 
 def verdict(layers: list[LayerStats], symmetric: str | None, setup: Setup | None = None,
