@@ -185,17 +185,19 @@ def _inspect_table(path: str, report: dict) -> str:
 
     where = f" at {report['layer']}" if report["layer"] else ""
     lines = [f"{path}: {report['verdict']}{where}: {report['advice']}",
-             f"  forward std ratio (last/first weight layer) {num(report['forward_ratio'])}, "
-             f"backward gradient ratio (first/last) {num(report['backward_ratio'])}",
+             f"  forward: output std, last hidden weight layer/input "
+             f"{num(report['forward_input_ratio'])}; backward: per-sample gradient norm, "
+             f"first/last {num(report['backward_ratio'])} (judged against a factor of "
+             f"{report['ratio_limit']:g})",
              f"  {'layer':<28} {'kind':<10} {'init (rule)':<30} {'mean':>9} {'std':>9} "
-             f"{'dead':>6} {'sat':>6} {'grad std':>9} {'|dW|':>9}"]
+             f"{'dead':>6} {'sat':>6} {'grad std':>9} {'grad norm':>9} {'|dW|':>9}"]
     for layer in report["layers"]:
         init = f"{layer['init']} ({layer['rule']})" if layer["init"] else ""
         lines.append(
             f"  {layer['name']:<28.28} {layer['kind']:<10} {init:<30.30} {num(layer['mean']):>9} "
             f"{num(layer['std']):>9} {num(layer['dead'], '.0%'):>6} "
             f"{num(layer['saturated'], '.0%'):>6} {num(layer['grad_std']):>9} "
-            f"{num(layer['weight_grad_norm']):>9}")
+            f"{num(layer['grad_norm']):>9} {num(layer['weight_grad_norm']):>9}")
     return "\n".join(lines)
 
 

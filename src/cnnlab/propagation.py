@@ -3,8 +3,10 @@
 One forward and one backward pass on a batch of training images (no augmentation, batch norm in
 training mode as at the first step) record, per layer in execution order: output mean and std,
 the fraction of dead units and saturated inputs for activations (each activation's own
-definition), the gradient std at the layer's output and the weight-gradient norm. A verdict names
-the first kind of trouble found, the layer where it starts and what to change.
+definition), the gradient at the layer's output (per-element std and per-sample norm) and the
+weight-gradient norm. A verdict names the first kind of trouble found, whether the forward signal
+or the backward gradient shows it, the layer where it starts and what to change from the
+configured init, activation and normalization.
 """
 
 from __future__ import annotations
@@ -20,28 +22,18 @@ from torch import nn
 from cnnlab.components.init import WEIGHT_TYPES
 from cnnlab.components.kinds import layer_kind
 
-# A signal that shrinks or grows by more than this factor between the first weight layer and the
-# last (forward: output std; backward: gradient std) is called vanishing or exploding.
-RATIO_LIMIT = 10.0
+# A signal that shrinks or grows by more than this factor across the hidden weight layers is called
+# vanishing or exploding: forward, the output std of a layer against the input images' std;
+# backward, the per-sample gradient norm at a layer's output against the last hidden weight
+# layer's. The factor comes from `examples/inspect_calibration.py` (README, "Signal at init"):
+# on digits, plain-20 with kaiming_normal loses 12x forward (zero padding on 4x4 maps) and still
+# trains to 0.70 in 4 epochs, while plain-30 (24x) and plain-6 with xavier_normal (40x) stay near
+# chance; 16 lies between the largest loss of a net that trained and the smallest of one that did
+# not. The textbook 10 would call that plain-20 vanishing.
+RATIO_LIMIT = 16.0
 # Over half of an activation layer's units dead, or of its inputs saturated, is called so.
 DEAD_LIMIT = 0.5
 SATURATED_LIMIT = 0.5
-
-ADVICE = {
-    "symmetric": "every unit of {layer} starts identical and gets the same update, so they stay "
-                 "identical; use a random init such as kaiming_normal",
-    "vanishing": "the signal shrinks by {ratio:.2g}x from the first weight layer to {layer}; use "
-                 "an init scaled to the layer (kaiming_normal for relu, lecun_normal for selu), "
-                 "a non-saturating activation, or normalization",
-    "exploding": "the signal grows by {ratio:.2g}x from the first weight layer to {layer}; use an "
-                 "init scaled to the layer (kaiming_normal, xavier_normal) or normalization",
-    "dead": "{fraction:.0%} of the units of {layer} output nothing for the whole batch; use "
-            "leaky_relu/gelu, a smaller negative bias, or an init scaled to the layer",
-    "saturated": "{fraction:.0%} of the inputs of {layer} sit where its derivative is below 1e-2; "
-                 "use a smaller init, normalization, or a non-saturating activation",
-    "healthy": "forward and backward signals stay within a factor of {limit:g} across depth",
-}
-
 
 @dataclass
 class LayerStats:
@@ -53,6 +45,7 @@ class LayerStats:
     dead: float | None = None
     saturated: float | None = None
     grad_std: float | None = None
+    grad_norm: float | None = None
     weight_grad_norm: float | None = None
     weight_std: float | None = None
     init: str | None = None
@@ -61,6 +54,25 @@ class LayerStats:
 
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
+
+
+def per_sample_norm(grad: torch.Tensor) -> float:
+    """Root-mean-square over the batch of each sample's gradient norm (all channels and positions
+    of the layer's output), for the loss of that sample alone.
+
+    The backward verdict is judged on this, not on the per-element std. Pooling and a flattening
+    head spread the gradient of one feature over the H x W positions that feed it, so a layer
+    with H x W positions gets per-element gradients sqrt(H x W) to H x W times smaller even when
+    its weights get a full-sized update (their gradient sums over those positions). Summed over
+    positions, the head's factor is shared by every layer in front of it, and stride-2
+    convolutions and max pooling keep the norm, so the first/last ratio of a net does not move
+    with the image size (the quickstart net: about 1.2 to 1.5 at 8x8 ... 64x64, where the
+    per-element std ratio fell from 0.3 to 0.05). The mean loss over the batch divides every
+    sample's gradient by the batch size; multiplying it back makes the number batch-free."""
+    per_sample = grad.reshape(grad.shape[0], -1) * grad.shape[0] if grad.dim() > 0 else grad
+    if per_sample.dim() < 2:
+        return float(per_sample.abs().mean())
+    return float(per_sample.square().sum(dim=1).mean().sqrt())
 
 
 def measure(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
@@ -112,6 +124,7 @@ def measure(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     for name, stats in records.items():
         if name in grads:
             stats.grad_std = _finite(float(grads[name].std()))
+            stats.grad_norm = _finite(per_sample_norm(grads[name]))
         weight = getattr(modules[name], "weight", None)
         if isinstance(weight, torch.Tensor) and stats.kind in ("conv", "linear"):
             stats.weight_std = float(weight.detach().float().std())
@@ -119,6 +132,11 @@ def measure(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
                 stats.weight_grad_norm = _finite(float(weight.grad.float().norm()))
     model.zero_grad(set_to_none=True)
     return list(records.values()), symmetric_layer(model, images, labels)
+
+
+def input_std(images: torch.Tensor) -> float:
+    """The std of the (normalized) input batch: the forward verdict's reference."""
+    return float(images.detach().float().std())
 
 
 def _identical_units(module: nn.Module) -> bool:
@@ -155,55 +173,168 @@ def symmetric_layer(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
     return next(n for n, _ in layers if n in candidates)
 
 
-def verdict(layers: list[LayerStats], symmetric: str | None) -> dict:
+@dataclass
+class Setup:
+    """What the config chose, so that advice names a change from it (None: not known)."""
+    init: str | None = None
+    activation: str | None = None
+    norm: str | None = None
+
+
+# Inits whose scale follows the layer's fan and the activation's gain (or data, for LSUV).
+GAIN_MATCHED_INITS = {"kaiming_normal", "kaiming_uniform", "orthogonal", "lsuv", "fixup"}
+SELU_INITS = {"lecun_normal", "lecun_uniform"}
+SATURATING = {"sigmoid", "hard_sigmoid", "tanh"}
+
+
+def _init_matches(setup: Setup) -> bool:
+    if setup.activation == "selu":
+        return setup.init in SELU_INITS | {"lsuv"}
+    return setup.init in GAIN_MATCHED_INITS
+
+
+def _scaled_init(setup: Setup) -> str:
+    if setup.activation is None:
+        return "an init scaled to the layer (kaiming_normal for relu, lecun_normal for selu)"
+    name = "lecun_normal" if setup.activation == "selu" else "kaiming_normal"
+    return f"model.init={name} (scaled to the layer and to {setup.activation})"
+
+
+def _other_activation(setup: Setup) -> str:
+    return "a non-saturating activation (model.activation=" + (
+        "leaky_relu" if setup.activation == "relu" else "relu") + ")"
+
+
+def _scale_advice(kind: str, setup: Setup, depth: int) -> str:
+    """What to change when a signal vanishes or explodes, never what is already configured; when
+    init, activation and norm are already right, say so and where the decay comes from."""
+    changes = []
+    if setup.init is None or not _init_matches(setup):
+        changes.append(_scaled_init(setup))
+    if kind == "vanishing" and (setup.activation is None or setup.activation in SATURATING):
+        changes.append(_other_activation(setup))
+    if setup.norm is None or setup.norm == "none":
+        changes.append("normalization (model.norm=batch)")
+    already = ""
+    if kind == "vanishing" and setup.activation in SATURATING:
+        already = (f"{setup.activation}'s derivative is below 1 almost everywhere, so the gradient "
+                   "shrinks at every layer; ")
+    elif setup.init is not None and _init_matches(setup) and kind == "vanishing":
+        already = (f"{setup.init} already suits {setup.activation}, so the decay comes from depth "
+                   f"({depth} weight layers), zero padding on small maps, pooling and the loss "
+                   "at init; ")
+    elif setup.init is not None and _init_matches(setup):
+        already = (f"{setup.init} already suits {setup.activation}, so the growth comes from depth "
+                   f"({depth} weight layers) compounding each layer's excess gain; ")
+    changes.append("shortcuts (model.arch=resnet20) or fewer layers")
+    return already + "try " + ", ".join(changes[:-1] + ["or " + changes[-1]] if len(changes) > 1
+                                         else changes)
+
+
+def _advice(kind: str, setup: Setup, depth: int, **facts) -> str:
+    if kind == "healthy":
+        return (f"forward output std (against the input's) and backward per-sample gradient "
+                f"norm stay within a factor of {RATIO_LIMIT:g} across the hidden weight layers")
+    if kind == "symmetric":
+        return (f"every unit of {facts['layer']} starts identical and gets the same update, so "
+                f"they stay identical; use a random init such as {_scaled_init(setup)}")
+    if kind == "dead":
+        others = [a for a in ("leaky_relu", "gelu") if a != setup.activation]
+        init = [] if _init_matches(setup) else [_scaled_init(setup)]
+        return (f"{facts['fraction']:.0%} of the units of {facts['layer']} output nothing for the "
+                f"whole batch; use {' or '.join(others)}, a bias init that is not negative"
+                + "".join(f", or {i}" for i in init))
+    if kind == "saturated":
+        changes = ["a smaller init" + ("" if _init_matches(setup) else f" such as "
+                                       f"{_scaled_init(setup)}")]
+        if setup.norm is None or setup.norm == "none":
+            changes.append("normalization (model.norm=batch)")
+        changes.append(_other_activation(setup))
+        return (f"{facts['fraction']:.0%} of the inputs of {facts['layer']} sit where its "
+                f"derivative is below 1e-2; use " + ", ".join(changes[:-1]) + " or " + changes[-1])
+    if facts.get("non_finite"):
+        what = f"the forward signal is not finite at {facts['layer']}"
+    elif facts.get("zero"):
+        what = f"forward: the first weight layer {facts['first']} outputs 0 for every input"
+    elif facts["direction"] == "forward" and facts.get("input_std"):
+        what = (f"forward: the output std of {facts['layer']} is {facts['ratio']:.2g}x the std "
+                f"of the input images")
+    elif facts["direction"] == "forward":
+        what = (f"forward: the output std of {facts['layer']} is {facts['ratio']:.2g}x that of "
+                f"the first weight layer {facts['first']}")
+    else:
+        what = (f"backward: the per-sample loss gradient at {facts['layer']} is "
+                f"{facts['ratio']:.2g}x its norm at the last hidden weight layer {facts['last']}")
+    return what + "; " + _scale_advice(kind, setup, depth)
+
+
+def verdict(layers: list[LayerStats], symmetric: str | None, setup: Setup | None = None,
+            input_std: float | None = None) -> dict:
+    """The first kind of trouble found. Forward, each hidden weight layer's output std is judged
+    against the std of the input images (`input_std`; without it, against the first weight
+    layer's output): an init that loses signal in the very first layer (xavier's 1/fan_in under
+    relu, a fixed small std) then counts, which the calibration showed decides whether a net
+    trains. Backward, the per-sample gradient norm is judged against the last hidden layer's."""
+    setup = setup or Setup()
     weight_layers = [s for s in layers if s.kind in ("conv", "linear")]
     body = weight_layers[:-1] if len(weight_layers) > 1 else weight_layers  # not the classifier
     # A layer initialized to exactly zero (the end of a Fixup or zero-init residual branch)
     # outputs zero by design while the shortcut carries the signal: it says nothing about decay.
     body = [s for s in body if s.weight_std != 0.0] or body
     first = body[0] if body else None
+    last = body[-1] if body else None
 
-    forward_ratio = backward_ratio = None
+    forward_ratio = backward_ratio = backward_std_ratio = forward_input_ratio = None
     if first is not None and first.std > 0:
-        forward_ratio = body[-1].std / first.std
-    if first is not None and body[-1].grad_std:
-        backward_ratio = (first.grad_std or 0.0) / body[-1].grad_std
+        forward_ratio = last.std / first.std
+    if last is not None and input_std:
+        forward_input_ratio = last.std / input_std
+    if first is not None and last.grad_norm:
+        backward_ratio = (first.grad_norm or 0.0) / last.grad_norm
+    if first is not None and last.grad_std:
+        backward_std_ratio = (first.grad_std or 0.0) / last.grad_std
 
-    def result(kind: str, layer: str | None, **facts) -> dict:
-        return {"verdict": kind, "layer": layer, "advice": ADVICE[kind].format(
-            layer=layer, limit=RATIO_LIMIT, **facts), "forward_ratio": forward_ratio,
-            "backward_ratio": backward_ratio}
+    def result(kind: str, layer: str | None, direction: str | None = None, **facts) -> dict:
+        advice = _advice(kind, setup, len(weight_layers), layer=layer, direction=direction,
+                         first=first.name if first else None, last=last.name if last else None,
+                         input_std=input_std, **facts)
+        return {"verdict": kind, "layer": layer, "direction": direction, "advice": advice,
+                "forward_ratio": forward_ratio, "forward_input_ratio": forward_input_ratio,
+                "backward_ratio": backward_ratio, "backward_std_ratio": backward_std_ratio,
+                "ratio_limit": RATIO_LIMIT}
 
     if symmetric is not None:
         return result("symmetric", symmetric)
     non_finite = next((s for s in layers if not math.isfinite(s.std)), None)
     if non_finite is not None:
-        return result("exploding", non_finite.name, ratio=math.inf)
+        return result("exploding", non_finite.name, "forward", non_finite=True)
     for s in layers:
         if s.kind == "activation" and s.dead is not None and s.dead > DEAD_LIMIT:
-            return result("dead", s.name, fraction=s.dead)
+            return result("dead", s.name, "forward", fraction=s.dead)
     for s in layers:
         if s.kind == "activation" and s.saturated is not None and s.saturated > SATURATED_LIMIT:
-            return result("saturated", s.name, fraction=s.saturated)
-    if first is not None and first.std > 0:
-        for s in body:
-            ratio = s.std / first.std
+            return result("saturated", s.name, "forward", fraction=s.saturated)
+    reference, judged = (input_std, body) if input_std else (
+        first.std if first is not None else 0.0, body[1:])
+    if reference > 0:
+        for s in judged:
+            ratio = s.std / reference
             if ratio < 1 / RATIO_LIMIT:
-                return result("vanishing", s.name, ratio=ratio)
+                return result("vanishing", s.name, "forward", ratio=ratio)
             if ratio > RATIO_LIMIT:
-                return result("exploding", s.name, ratio=ratio)
+                return result("exploding", s.name, "forward", ratio=ratio)
     if first is not None and first.std == 0:
-        return result("vanishing", first.name, ratio=0.0)
+        return result("vanishing", first.name, "forward", ratio=0.0, zero=True)
     if backward_ratio is not None:
-        # Backward the trouble starts at the last layer and shows up at the first.
-        for s in reversed(body):
-            if s.grad_std is None:
+        # Backward the trouble starts at the last layer and shows up towards the first.
+        for s in reversed(body[:-1]):
+            if s.grad_norm is None:
                 continue
-            ratio = s.grad_std / body[-1].grad_std
+            ratio = s.grad_norm / last.grad_norm
             if ratio < 1 / RATIO_LIMIT:
-                return result("vanishing", s.name, ratio=ratio)
+                return result("vanishing", s.name, "backward", ratio=ratio)
             if ratio > RATIO_LIMIT:
-                return result("exploding", s.name, ratio=ratio)
+                return result("exploding", s.name, "backward", ratio=ratio)
     return result("healthy", None)
 
 
@@ -227,7 +358,9 @@ def inspect_assembly(assembly, batch_size: int = 256) -> dict:
     for stats in layers:
         if stats.name in by_layer:
             stats.init, stats.rule = by_layer[stats.name].init, by_layer[stats.name].rule
-    report = verdict(layers, symmetric)
+    model_cfg = assembly.cfg.model
+    setup = Setup(model_cfg.init.default.name, model_cfg.activation.name, model_cfg.norm.name)
+    report = verdict(layers, symmetric, setup, input_std(x))
     report.update({
         "name": assembly.cfg.name,
         "arch": assembly.cfg.model.arch,

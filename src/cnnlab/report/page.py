@@ -457,12 +457,15 @@ def init_signal_section(context: Context, report: dict) -> Section:
     layers = [layer for layer in report["layers"] if layer["kind"] in ("conv", "linear")]
     rows = [[blocks.text(layer["name"]), blocks.text(layer["kind"]),
              blocks.number(layer["std"], ".3g"), blocks.number(layer["grad_std"], ".3g"),
+             blocks.number(layer.get("grad_norm"), ".3g"),
              blocks.text(layer.get("init"))] for layer in layers]
     return Section("init-signal", "Signal propagation at initialisation", [
         Paragraph(f"The best run's config before its first step, one batch of {report['batch']} "
                   f"training images: verdict {report['verdict']}{where}: {report['advice']}."),
-        Figure(path, "std of each weight layer's output and gradient at init against depth"),
-        Table(["layer", "kind", "output std", "gradient std", "init"], rows,
+        Figure(path, "std of each weight layer's output and per-sample gradient norm at init "
+               "against depth"),
+        Table(["layer", "kind", "output std", "gradient std", "gradient norm per sample", "init"],
+              rows,
               table_id="init-table", caption="Weight layers at init")])
 
 

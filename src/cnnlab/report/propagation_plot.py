@@ -16,14 +16,17 @@ def plot_propagation(reports: list[dict], path: str | Path) -> Path:
         label = _label(report)
         forward.plot(depth, [max(layer["std"], 1e-30) for layer in layers], marker="o",
                      markersize=3, color=color(index), label=label)
-        grads = [(d, layer["grad_std"]) for d, layer in zip(depth, layers)
-                 if layer["grad_std"]]
+        # The backward panel shows what the verdict judges: the per-sample gradient norm, which
+        # does not shrink with the number of positions a layer has (reports written before it
+        # existed fall back to the per-element std).
+        grads = [(d, layer.get("grad_norm", layer["grad_std"])) for d, layer in zip(depth, layers)
+                 if layer.get("grad_norm", layer["grad_std"])]
         if grads:
             backward.plot(*zip(*grads), marker="o", markersize=3, color=color(index), label=label)
     forward.set(title="forward: output std of each weight layer", xlabel="depth (weight layer)",
                 ylabel="std of output", yscale="log")
-    backward.set(title="backward: gradient std at each layer's output",
-                 xlabel="depth (weight layer)", ylabel="std of gradient", yscale="log")
+    backward.set(title="backward: per-sample gradient norm at the output",
+                 xlabel="depth (weight layer)", ylabel="gradient norm per sample", yscale="log")
     for axis in (forward, backward):
         axis.grid(True, which="both", alpha=0.3)
     # One legend for both panels, below them, so it never hides a curve.
