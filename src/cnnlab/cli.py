@@ -236,8 +236,8 @@ def _schedule(args: argparse.Namespace) -> int:
 
 @command("lr-find")
 def _lr_find(args: argparse.Namespace) -> int:
-    from cnnlab.config import dump_yaml, load_config
-    from cnnlab.lr_finder import lr_find
+    from cnnlab.config import load_config
+    from cnnlab.lr_finder import lr_find, write_applied_config
 
     cfg = load_config(args.config, args.override)
     if not 0 < args.start < args.end:
@@ -257,10 +257,7 @@ def _lr_find(args: argparse.Namespace) -> int:
             print("no valley suggestion could be made from this curve, so nothing was written; "
                   "widen --start/--end or use more --steps", file=sys.stderr)
             return 1
-        applied = cfg.model_copy(deep=True)
-        applied.optim.lr = valley
-        with open(args.apply, "w") as handle:
-            handle.write(dump_yaml(applied))
+        applied_lr = write_applied_config(args.config, args.override, cfg, valley, args.apply)
     if args.json:
         _print_json(result)
         return 0
@@ -273,11 +270,16 @@ def _lr_find(args: argparse.Namespace) -> int:
             if info["median"] is not None:
                 spread = (f"  (over {result['repeats']['count']} seeds: median "
                           f"{info['median']:.3g}, IQR {info['iqr'][0]:.3g}..{info['iqr'][1]:.3g})")
+        in_config = result["optim_lr"][name]
+        if lr is not None and in_config != lr:
+            spread += f"  (optim.lr {in_config:.3g} with scale_lr {cfg.optim.scale_lr})"
         print(f"  {name:<8} {'no suggestion: the curve has no such point' if lr is None else f'{lr:.3g}'}"
               f"{spread}")
     if args.apply:
         one_cycle = " (the one-cycle peak)" if cfg.schedule.name == "one_cycle" else ""
-        print(f"wrote {args.apply} with optim.lr = {valley:.3g}{one_cycle}")
+        scaled = (f" (the optimizer's LR {valley:.3g} after optim.scale_lr "
+                  f"{cfg.optim.scale_lr})" if cfg.optim.scale_lr != "none" else "")
+        print(f"wrote {args.apply} with optim.lr = {applied_lr:.3g}{one_cycle}{scaled}")
     if args.plot:
         print(f"plot: {args.plot}")
     return 0
