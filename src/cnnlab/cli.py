@@ -124,6 +124,31 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("predict")
+def _predict(args: argparse.Namespace) -> int:
+    from cnnlab.predict import predict
+
+    result = predict(args.run_dir, args.images, top=args.top, weights=args.weights,
+                     device=args.device)
+    if args.json:
+        _print_json(result)
+    elif args.csv:
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["image", "rank", "class", "probability"])
+        for item in result["predictions"]:
+            for rank, guess in enumerate(item["top"], start=1):
+                writer.writerow([item["image"], rank, guess["class"],
+                                 f"{guess['probability']:.6f}"])
+    else:
+        width = max(len(item["image"]) for item in result["predictions"])
+        for item in result["predictions"]:
+            guesses = "  ".join(f"{g['class']} {g['probability']:.4f}" for g in item["top"])
+            print(f"{item['image']:<{width}}  {guesses}")
+    return 0
+
+
 def _entry_keys(entry) -> list[str]:
     if entry.options is None:
         return []
@@ -444,6 +469,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=["final", "best"], default="final")
     p.add_argument("--split", choices=["val", "test", "train"], default="val")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("predict", help="class names and probabilities of new images")
+    p.add_argument("run_dir")
+    p.add_argument("images", nargs="+", metavar="IMAGES",
+                   help="image files, folders of images, or .zip/.tar.gz archives of them")
+    p.add_argument("--top", type=int, default=5, metavar="K",
+                   help="the K most likely classes of each image (default 5, at most all)")
+    p.add_argument("--weights", choices=["final", "best"], default="final")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
+    formats = p.add_mutually_exclusive_group()
+    formats.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    formats.add_argument("--csv", action="store_true",
+                         help="image,rank,class,probability rows on stdout")
 
     p = sub.add_parser("inspect", help="signal propagation at init, per layer, with a verdict")
     p.add_argument("configs", nargs="+", metavar="CONFIG")

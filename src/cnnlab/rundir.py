@@ -6,6 +6,7 @@
     summary.json        status and final/best metrics (rewritten as the run goes)
     checkpoints/        last.pt, previous.pt, best.safetensors
     model.safetensors   the final weights, written when training ends
+    classes.json        class names (in label order) and the input shape, for `cnnlab predict`
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ SUMMARY = "summary.json"
 CHECKPOINTS = "checkpoints"
 FINAL_WEIGHTS = "model.safetensors"
 BEST_WEIGHTS = "best.safetensors"
+CLASSES = "classes.json"
 
 
 def _json_safe(value):
@@ -132,6 +134,17 @@ class RunDir:
         if not self.summary_path.exists():
             return None
         return json.loads(self.summary_path.read_text())
+
+    def write_classes(self, classes: list[str], in_channels: int,
+                      image_size: tuple[int, int]) -> None:
+        """What a prediction needs beyond config.yaml: the name of each output and the input
+        shape the network was trained on."""
+        write_json(self.path / CLASSES, {"classes": list(classes), "in_channels": in_channels,
+                                         "image_size": list(image_size)})
+
+    def read_classes(self) -> dict | None:
+        path = self.path / CLASSES
+        return json.loads(path.read_text()) if path.exists() else None
 
     def read_environment(self) -> dict | None:
         path = self.path / ENVIRONMENT

@@ -189,6 +189,8 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
         seed_everything(cfg.seed)
         if main:
             run.write_config(dump_yaml(cfg))
+            run.write_classes(assembly.data.classes, assembly.data.in_channels,
+                              assembly.data.image_size)
             run.write_metrics([])
         pos = Position()
     if main:
