@@ -14,13 +14,18 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 
+from cnnlab.config import PATH_KEYS, absolute_paths, apply_override, read_yaml
+from cnnlab.lr_units import config_lr, images_per_step
 from cnnlab.seeding import derive_seed, rng_state, set_rng_state
 
 SMOOTHING = 0.98  # EMA factor of the loss, as in fastai and Smith's notebooks
@@ -183,7 +188,6 @@ def lr_find(cfg, start: float = 1e-7, end: float = 10.0, steps: int = 100, mode:
     different seeds; each suggestion is reported per repeat, with its median and IQR."""
     from cnnlab.assemble import assemble
     from cnnlab.components.optimizers import build_optimizer
-    from cnnlab.lr_units import config_lr, images_per_step
 
     lrs = sweep_lrs(start, end, steps, mode)
     runs = []
@@ -236,14 +240,6 @@ def write_applied_config(source, overrides, cfg, lr: float, out) -> float:
     only `optim.lr` changed, set so that the optimizer uses the absolute LR `lr`; returns that
     `optim.lr`. For one_cycle, optim.lr is the peak, so the same key sets it. Relative paths
     keep meaning the same files when `out` is in another folder than `source`."""
-    import os
-    from pathlib import Path
-
-    import yaml
-
-    from cnnlab.config import PATH_KEYS, absolute_paths, apply_override, read_yaml
-    from cnnlab.lr_units import config_lr
-
     source, out = Path(source), Path(out)
     raw = read_yaml(source)
     if source.absolute().parent != out.absolute().parent:
