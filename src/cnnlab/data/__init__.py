@@ -90,9 +90,10 @@ def _check_two_classes(train: ImageSet, classes: list[str], cfg) -> None:
         return
     where = f"data.root {cfg.root}" if cfg.root else f"the {cfg.dataset} data"
     shown = [classes[i] for i in present if i < len(classes)] or classes
+    fix = ("add a sub-folder of images for each other class" if cfg.dataset == "imagefolder"
+           else "add images of at least one other class")
     raise DataError(f"{where} has {len(present)} class ({', '.join(shown)}) in its training "
-                    "images; a classifier needs at least two classes, so add a sub-folder of "
-                    "images for each other class")
+                    f"images; a classifier needs at least two classes, so {fix}")
 
 
 def load_data(cfg) -> DataBundle:
