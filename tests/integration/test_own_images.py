@@ -2,6 +2,8 @@
 sub-folders, `cnnlab train examples/own_images.yaml`, then `cnnlab predict` on new images."""
 
 import json
+import os
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -45,8 +47,6 @@ def trained(tmp_path_factory):
     my_images(base / "my_images")
     here = Path.cwd()
     try:
-        import os
-
         os.chdir(base)  # -o paths are relative to the folder the command runs in
         overrides = [arg for item in ["data.root=my_images", *SMALL] for arg in ("-o", item)]
         assert main(["train", OWN_IMAGES, *overrides, "--out", "runs/own", "--quiet"]) == 0
@@ -135,3 +135,13 @@ def test_the_readme_walks_from_a_folder_of_class_sub_folders_to_a_prediction():
     for needed in ("data.root", "data.image_size", "examples/own_images.yaml", "cnnlab predict",
                    "cnnlab.load_model"):
         assert needed in section
+
+
+def test_a_run_folder_without_classes_json_takes_the_names_from_its_data(trained, tmp_path):
+    _, run = trained
+    older = tmp_path / "older"
+    shutil.copytree(run, older)
+    (older / "classes.json").unlink()  # as written by cnnlab before classes.json existed
+    red = photo(tmp_path / "red.png", COLOURS["red"], (12, 12), 3)
+    result = cnnlab.predict(older, [red], top=1)
+    assert result["classes"] == ["blue", "red"] and result["predictions"][0]["class"] == "red"
