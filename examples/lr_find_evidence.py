@@ -33,7 +33,9 @@ def main() -> None:
     overrides = args.override + [f"train.epochs={args.epochs}", "diagnostics.every=0"]
     cfg = cnnlab.load_config(args.config, overrides)
     found = lr_find(cfg)
-    valley = found["suggestions"]["valley"]
+    # The grid sets optim.lr, so compare in config units (equal to the optimizer's LR unless
+    # optim.scale_lr is on).
+    valley = found["optim_lr"]["valley"]
 
     grid = [10 ** (args.grid_low + 0.5 * i) for i in range(8)]
     rows = []

@@ -127,6 +127,31 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("predict")
+def _predict(args: argparse.Namespace) -> int:
+    from cnnlab.predict import predict
+
+    result = predict(args.run_dir, args.images, top=args.top, weights=args.weights,
+                     device=args.device)
+    if args.json:
+        _print_json(result)
+    elif args.csv:
+        import csv
+
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(["image", "rank", "class", "probability"])
+        for item in result["predictions"]:
+            for rank, guess in enumerate(item["top"], start=1):
+                writer.writerow([item["image"], rank, guess["class"],
+                                 f"{guess['probability']:.6f}"])
+    else:
+        width = max(len(item["image"]) for item in result["predictions"])
+        for item in result["predictions"]:
+            guesses = "  ".join(f"{g['class']} {g['probability']:.4f}" for g in item["top"])
+            print(f"{item['image']:<{width}}  {guesses}")
+    return 0
+
+
 def _entry_keys(entry) -> list[str]:
     if entry.options is None:
         return []
@@ -241,8 +266,8 @@ def _schedule(args: argparse.Namespace) -> int:
 
 @command("lr-find")
 def _lr_find(args: argparse.Namespace) -> int:
-    from cnnlab.config import dump_yaml, load_config
-    from cnnlab.lr_finder import lr_find
+    from cnnlab.config import load_config
+    from cnnlab.lr_finder import lr_find, write_applied_config
 
     cfg = load_config(args.config, args.override)
     if not 0 < args.start < args.end:
@@ -262,10 +287,7 @@ def _lr_find(args: argparse.Namespace) -> int:
             print("no valley suggestion could be made from this curve, so nothing was written; "
                   "widen --start/--end or use more --steps", file=sys.stderr)
             return 1
-        applied = cfg.model_copy(deep=True)
-        applied.optim.lr = valley
-        with open(args.apply, "w") as handle:
-            handle.write(dump_yaml(applied))
+        applied_lr = write_applied_config(args.config, args.override, cfg, valley, args.apply)
     if args.json:
         _print_json(result)
         return 0
@@ -278,11 +300,16 @@ def _lr_find(args: argparse.Namespace) -> int:
             if info["median"] is not None:
                 spread = (f"  (over {result['repeats']['count']} seeds: median "
                           f"{info['median']:.3g}, IQR {info['iqr'][0]:.3g}..{info['iqr'][1]:.3g})")
+        in_config = result["optim_lr"][name]
+        if lr is not None and in_config != lr:
+            spread += f"  (optim.lr {in_config:.3g} with scale_lr {cfg.optim.scale_lr})"
         print(f"  {name:<8} {'no suggestion: the curve has no such point' if lr is None else f'{lr:.3g}'}"
               f"{spread}")
     if args.apply:
         one_cycle = " (the one-cycle peak)" if cfg.schedule.name == "one_cycle" else ""
-        print(f"wrote {args.apply} with optim.lr = {valley:.3g}{one_cycle}")
+        scaled = (f" (the optimizer's LR {valley:.3g} after optim.scale_lr "
+                  f"{cfg.optim.scale_lr})" if cfg.optim.scale_lr != "none" else "")
+        print(f"wrote {args.apply} with optim.lr = {applied_lr:.3g}{one_cycle}{scaled}")
     if args.plot:
         print(f"plot: {args.plot}")
     return 0
@@ -450,6 +477,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=["final", "best"], default="final")
     p.add_argument("--split", choices=["val", "test", "train"], default="val")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("predict", help="class names and probabilities of new images")
+    p.add_argument("run_dir")
+    p.add_argument("images", nargs="+", metavar="IMAGES",
+                   help="image files, folders of images, or .zip/.tar.gz archives of them")
+    p.add_argument("--top", type=int, default=5, metavar="K",
+                   help="the K most likely classes of each image (default 5, at most all)")
+    p.add_argument("--weights", choices=["final", "best"], default="final")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
+    formats = p.add_mutually_exclusive_group()
+    formats.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    formats.add_argument("--csv", action="store_true",
+                         help="image,rank,class,probability rows on stdout")
 
     p = sub.add_parser("inspect", help="signal propagation at init, per layer, with a verdict")
     p.add_argument("configs", nargs="+", metavar="CONFIG")

@@ -8,6 +8,7 @@ registries; nothing in a config is ever imported or executed.
 from __future__ import annotations
 
 import copy
+import os
 import re
 import types
 import typing
@@ -245,6 +246,29 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
+# Keys that name a file or folder. A relative one in a config file means relative to that file
+# (so a config and its data can move together); one given with -o or in a Python dict means
+# relative to the current folder, as any path typed at a prompt does. Either way the config holds
+# an absolute path afterwards, so a run folder works from any directory.
+PATH_KEYS = (("data", "root"), ("data", "cache_dir"), ("model", "path"))
+
+
+def absolute_paths(raw: dict, base: Path) -> dict:
+    """Make every relative path key of `raw` absolute against `base`, in place."""
+    for section, key in PATH_KEYS:
+        node = raw.get(section)
+        if not isinstance(node, dict) or not isinstance(node.get(key), str) or not node[key]:
+            continue
+        path = Path(node[key]).expanduser()
+        node[key] = os.path.abspath(path if path.is_absolute() else Path(base) / path)
+    return raw
+
+
+def read_config_file(path: str | Path) -> dict:
+    """A config file's mapping with its relative paths made absolute against the file's folder."""
+    return absolute_paths(read_yaml(path), Path(path).expanduser().absolute().parent)
+
+
 def _first_line(error: Exception) -> str:
     return shorten(" ".join(str(error).split()), 300)
 
@@ -358,12 +382,12 @@ def load_config(source: str | Path | dict | None = None, overrides: list[str] | 
     elif isinstance(source, dict):
         raw = copy.deepcopy(source)
     else:
-        raw = read_yaml(source)
+        raw = read_config_file(source)
         check_expansion(raw, f"config file {source}")
     for override in overrides:
         apply_override(raw, override)
     check_expansion(raw, "the config with its overrides")
-    return validate(raw)
+    return validate(absolute_paths(raw, Path.cwd()))
 
 
 def validate(raw: dict) -> Config:

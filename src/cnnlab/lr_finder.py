@@ -14,13 +14,18 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 
+from cnnlab.config import PATH_KEYS, absolute_paths, apply_override, read_yaml
+from cnnlab.lr_units import config_lr, images_per_step
 from cnnlab.seeding import derive_seed, rng_state, set_rng_state
 
 SMOOTHING = 0.98  # EMA factor of the loss, as in fastai and Smith's notebooks
@@ -189,15 +194,19 @@ def lr_find(cfg, start: float = 1e-7, end: float = 10.0, steps: int = 100, mode:
     for repeat in range(repeats):
         seed = cfg.seed if repeat == 0 else derive_seed(cfg.seed, "lr-find-repeat", repeat)
         assembly = assemble(cfg.model_copy(update={"seed": seed}))
-        optimizer = build_optimizer(assembly.cfg.optim, assembly.model, cfg.data.batch_size)
+        optimizer = build_optimizer(assembly.cfg.optim, assembly.model, images_per_step(cfg))
         batches = _endless(assembly, seed)
         val = list(assembly.eval_batches("val"))[:4] if validation else None
         runs.append(range_test(assembly.model, optimizer, batches, lrs,
                                assembly.runtime.autocast, stop_factor, val,
                                cfg.train.label_smoothing))
     result = dict(runs[0])
+    # The sweep sets the optimizer's LR itself; `optim_lr` is each suggestion in config units
+    # (what `optim.lr` must say for the optimizer to use it, after optim.scale_lr).
     result.update({"mode": mode, "start": start, "end": end, "steps": steps,
-                   "curve": "validation loss" if validation else "training loss"})
+                   "curve": "validation loss" if validation else "training loss",
+                   "optim_lr": {name: None if lr is None else config_lr(cfg, lr)
+                                for name, lr in result["suggestions"].items()}})
     if repeats > 1:
         result["repeats"] = _spread(runs)
     return result
@@ -224,3 +233,31 @@ def _spread(runs: list[dict]) -> dict:
         spread[name] = {"values": values, "median": float(median),
                         "iqr": [float(q1), float(q3)]}
     return {"count": len(runs), "suggestions": spread}
+
+
+def write_applied_config(source, overrides, cfg, lr: float, out) -> float:
+    """`lr-find --apply`: write the user's config file (with their -o overrides) to `out` with
+    only `optim.lr` changed, set so that the optimizer uses the absolute LR `lr`; returns that
+    `optim.lr`. For one_cycle, optim.lr is the peak, so the same key sets it. Relative paths
+    keep meaning the same files when `out` is in another folder than `source`."""
+    source, out = Path(source), Path(out)
+    raw = read_yaml(source)
+    if source.absolute().parent != out.absolute().parent:
+        absolute_paths(raw, source.absolute().parent)
+    for item in overrides:
+        apply_override(raw, item)
+        key = tuple(item.partition("=")[0].strip().split("."))
+        if key in PATH_KEYS:
+            # An -o path means the folder the command ran in.
+            section, name = key
+            value = raw[section][name]
+            if isinstance(value, str) and value:
+                raw[section][name] = os.path.abspath(Path(value).expanduser())
+    value = config_lr(cfg, lr)
+    optim = raw.get("optim")
+    if not isinstance(optim, dict):
+        # `optim: adam` (or no section): the name gains an lr key.
+        raw["optim"] = optim = {} if optim is None else {"name": optim}
+    optim["lr"] = value
+    out.write_text(yaml.safe_dump(raw, sort_keys=False, default_flow_style=False, width=100))
+    return value

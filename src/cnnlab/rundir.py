@@ -8,6 +8,7 @@
     summary.json        status and final/best metrics (rewritten as the run goes)
     checkpoints/        last.pt, previous.pt, best.safetensors
     model.safetensors   the final weights, written when training ends
+    classes.json        class names (in label order) and the input shape, for `cnnlab predict`
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def _cannot_create(path: Path, error: OSError, doing: str = "create the run fold
     else:
         why = error.strerror or str(error)
     return UserError(f"cannot {doing} {_shown(path)}: {why}; {fix}")
+CLASSES = "classes.json"
 
 
 def _json_safe(value):
@@ -258,6 +260,17 @@ class RunDir:
 
     def read_summary(self) -> dict | None:
         return read_json_file(self.summary_path)
+
+    def write_classes(self, classes: list[str], in_channels: int,
+                      image_size: tuple[int, int]) -> None:
+        """What a prediction needs beyond config.yaml: the name of each output and the input
+        shape the network was trained on."""
+        write_json(self.path / CLASSES, {"classes": list(classes), "in_channels": in_channels,
+                                         "image_size": list(image_size)})
+
+    def read_classes(self) -> dict | None:
+        path = self.path / CLASSES
+        return json.loads(path.read_text()) if path.exists() else None
 
     def read_environment(self) -> dict | None:
         path = self.path / ENVIRONMENT

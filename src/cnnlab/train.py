@@ -35,6 +35,7 @@ from cnnlab.config import Config, dump_yaml, load_config, to_dict
 from cnnlab.diagnostics import UPDATE_RATIO_MIN_LR_SHARE, Diagnostics
 from cnnlab.errors import DiskFull, Interrupted, NonFiniteLossError, UserError
 from cnnlab.evaluate import TOP5_MIN_CLASSES, evaluate
+from cnnlab.lr_units import images_per_step
 from cnnlab.models import count_parameters
 from cnnlab.progress import Progress
 from cnnlab.regularization.early_stopping import EarlyStopping
@@ -209,7 +210,7 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
                             "watch val_acc or val_loss")
     steps_per_epoch = optimizer_steps_per_epoch(batches.steps_per_epoch, accumulate)
     micro_per_epoch = steps_per_epoch * accumulate
-    optimizer = build_optimizer(cfg.optim, model, cfg.data.batch_size * accumulate)
+    optimizer = build_optimizer(cfg.optim, model, images_per_step(cfg))
     schedule = build_schedule(cfg, batches.steps_per_epoch)
     momentum_name = momentum_key(cfg.optim)
     peak_lr = max(schedule.lr(t) for t in range(0, schedule.ctx.total_steps,
@@ -261,6 +262,8 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
         if main:
             run.write_config(dump_yaml(cfg))
             run.write_config_hash(to_dict(cfg))
+            run.write_classes(assembly.data.classes, assembly.data.in_channels,
+                              assembly.data.image_size)
             run.write_metrics([])
         pos = Position()
     if main:

@@ -1,9 +1,13 @@
+import copy
 import json
 
+import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import ROOT, cli
+import cnnlab
+from cnnlab.cli import main
+from tests.conftest import ROOT, cli, write_config
 
 QUICKSTART = str(ROOT / "examples" / "quickstart.yaml")
 
@@ -62,3 +66,48 @@ def test_the_sweep_stops_once_the_smoothed_loss_passes_the_stop_factor():
                          "1e4", "--stop-factor", "2", "--json", check=True).stdout)
     assert out["stopped"] in ("loss passed 2x its best", "non-finite loss")
     assert len(out["lrs"]) < 60
+
+
+def test_lr_find_apply_writes_config_units_so_the_run_trains_at_the_suggested_lr(
+        tmp_path, tiny, capsys):
+    # optim.lr is in units of base_batch_size: at batch 64 against base 32 the optimizer uses
+    # twice optim.lr, so the applied config must hold half the (absolute) suggestion.
+    tiny["data"]["batch_size"] = 64
+    tiny["optim"].update(scale_lr="linear", base_batch_size=32)
+    tiny["schedule"] = {"name": "constant"}
+    tiny["train"]["epochs"] = 1
+    source = write_config(tmp_path / "own.yaml", tiny)
+    applied = tmp_path / "applied.yaml"
+    assert main(["lr-find", str(source), "--steps", "40", "--start", "1e-4", "--end", "10",
+                 "--apply", str(applied), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    valley = out["suggestions"]["valley"]
+    assert out["optim_lr"]["valley"] == pytest.approx(valley / 2)
+    written = yaml.safe_load(applied.read_text())
+    # The user's config with only the LR changed, not the expanded one.
+    expected = copy.deepcopy(tiny)
+    expected["optim"]["lr"] = pytest.approx(valley / 2)
+    assert written == expected
+    summary = cnnlab.train(cnnlab.load_config(applied), out=tmp_path / "run", progress=False)
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").open()]
+    assert summary["status"] == "completed"
+    assert metrics[0]["lr"] == pytest.approx(valley)  # what the optimizer used
+
+
+def test_lr_find_apply_keeps_relative_paths_working_from_another_folder(tmp_path, tiny,
+                                                                         monkeypatch):
+    tiny["data"] = {"dataset": "npz", "root": "data.npz", "batch_size": 16}
+    rng = np.random.default_rng(0)
+    (tmp_path / "configs").mkdir()
+    np.savez(tmp_path / "configs" / "data.npz",
+             x_train=rng.integers(0, 255, (64, 8, 8, 1), dtype=np.uint8),
+             y_train=np.arange(64) % 2)
+    source = write_config(tmp_path / "configs" / "own.yaml", tiny)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    assert main(["lr-find", str(source), "--steps", "30", "--start", "1e-4", "--end", "10",
+                 "--apply", "out/applied.yaml", "--json"]) == 0
+    written = yaml.safe_load((tmp_path / "out" / "applied.yaml").read_text())
+    assert written["data"]["root"] == str(tmp_path / "configs" / "data.npz")
+    assert cnnlab.load_config(tmp_path / "out" / "applied.yaml").data.root == \
+        str(tmp_path / "configs" / "data.npz")

@@ -112,3 +112,31 @@ def test_the_resolved_config_round_trips_through_yaml():
     # The name of each component comes first, so the YAML reads naturally.
     assert list(to_dict(cfg)["schedule"])[0] == "name"
     assert list(to_dict(cfg)["model"])[0] == "arch"
+
+
+def test_relative_paths_in_a_config_file_are_relative_to_that_file(tmp_path, monkeypatch):
+    folder = tmp_path / "project" / "configs"
+    folder.mkdir(parents=True)
+    path = folder / "own.yaml"
+    path.write_text("data: {dataset: imagefolder, root: ../images, cache_dir: cache}\n")
+    monkeypatch.chdir(tmp_path)  # anywhere but the config's folder
+    cfg = load_config(path)
+    assert cfg.data.root == str(tmp_path / "project" / "images")
+    assert cfg.data.cache_dir == str(folder / "cache")
+    # The resolved config (what a run folder stores) holds the absolute path.
+    assert yaml.safe_load(dump_yaml(cfg))["data"]["root"] == str(tmp_path / "project" / "images")
+
+
+def test_relative_paths_given_on_the_command_line_are_relative_to_the_current_folder(
+        tmp_path, monkeypatch):
+    path = tmp_path / "configs" / "own.yaml"
+    path.parent.mkdir()
+    path.write_text("data: {dataset: imagefolder, root: ../images}\n")
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    cfg = load_config(path, ["data.root=mine"])
+    assert cfg.data.root == str(tmp_path / "work" / "mine")
+    assert load_config({"data": {"dataset": "npz", "root": "x.npz"}}).data.root == \
+        str(tmp_path / "work" / "x.npz")
+    assert load_config({"data": {"dataset": "npz", "root": "/abs/x.npz"}}).data.root == \
+        "/abs/x.npz"

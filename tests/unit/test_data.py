@@ -278,3 +278,14 @@ def test_each_process_reads_and_augments_only_its_share_of_the_global_batch(tmp_
         # DistributedSampler's division of the work: each file is decoded by one process.
         assert len(read_first) == len(read_second) == 8 and len(read_whole) == 16
         assert sorted(read_first + read_second) == sorted(read_whole)
+
+
+def test_a_folder_with_one_class_is_refused_in_one_sentence(tmp_path):
+    # One class would train to accuracy 1.0 and teach nothing.
+    root = make_folder(tmp_path / "one", classes=("cat",))
+    with pytest.raises(DataError, match="has 1 class \\(cat\\) in its training images; a "
+                                        "classifier needs at least two"):
+        load_data(data_cfg(dataset="imagefolder", root=str(root), val_split=0))
+    # Forcing num_classes does not help when every training label is the same.
+    with pytest.raises(DataError, match="a classifier needs at least two"):
+        load_data(data_cfg(dataset="imagefolder", root=str(root), val_split=0, num_classes=2))

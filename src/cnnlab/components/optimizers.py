@@ -4,7 +4,6 @@ default, and per-group learning-rate multipliers chosen by parameter-name globs.
 from __future__ import annotations
 
 import fnmatch
-import math
 from typing import Literal
 
 import torch
@@ -13,6 +12,7 @@ from torch import nn
 
 from cnnlab.components.lamb import Lamb
 from cnnlab.components.lion import Lion
+from cnnlab.lr_units import lr_scale
 from cnnlab.options import Options, tagged_union
 from cnnlab.registry import Registry
 
@@ -159,12 +159,8 @@ def no_decay(name: str, param: torch.Tensor) -> bool:
 
 
 def effective_lr(options: OptimizerBase, batch_size: int) -> float:
-    ratio = batch_size / options.base_batch_size
-    if options.scale_lr == "linear":
-        return options.lr * ratio
-    if options.scale_lr == "sqrt":
-        return options.lr * math.sqrt(ratio)
-    return options.lr
+    """`options.lr` scaled for `batch_size` images per optimizer step (see cnnlab.lr_units)."""
+    return options.lr * lr_scale(options, batch_size)
 
 
 def parameter_groups(model: nn.Module, options: OptimizerBase) -> list[dict]:

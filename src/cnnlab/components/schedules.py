@@ -443,7 +443,8 @@ def optimizer_steps_per_epoch(batches_per_epoch: int, accumulate: int) -> int:
 
 def build_schedule(cfg, batches_per_epoch: int) -> Schedule:
     """The schedule of a run: the training loop and `cnnlab schedule` both build it here."""
-    from cnnlab.components.optimizers import base_momentum, effective_lr
+    from cnnlab.components.optimizers import base_momentum
+    from cnnlab.lr_units import optimizer_lr
 
     accumulate = cfg.train.accumulate
     steps = optimizer_steps_per_epoch(batches_per_epoch, accumulate)
@@ -451,7 +452,7 @@ def build_schedule(cfg, batches_per_epoch: int) -> Schedule:
     phase = (SwaPhase(start=(swa.first_epoch(cfg.train.epochs) - 1) * steps, lr=swa.lr,
                       anneal_steps=int(round(swa.anneal_epochs * steps))) if swa else None)
     return Schedule(cfg.schedule, Context(
-        base_lr=effective_lr(cfg.optim, cfg.data.batch_size * accumulate),
+        base_lr=optimizer_lr(cfg),
         total_steps=steps * cfg.train.epochs, steps_per_epoch=steps,
         base_momentum=base_momentum(cfg.optim)), phase)
 

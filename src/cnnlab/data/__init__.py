@@ -87,6 +87,19 @@ def _statistics_sample(images: ImageSet, limit: int = 5000) -> torch.Tensor:
     return torch.stack([files[i][0] for i in order.tolist()])
 
 
+def _check_two_classes(train: ImageSet, classes: list[str], cfg) -> None:
+    """One class trains to accuracy 1.0 and learns nothing: refuse it before training."""
+    present = sorted(set(train.labels.tolist()))
+    if len(classes) >= 2 and len(present) >= 2:
+        return
+    where = f"data.root {cfg.root}" if cfg.root else f"the {cfg.dataset} data"
+    shown = [classes[i] for i in present if i < len(classes)] or classes
+    fix = ("add a sub-folder of images for each other class" if cfg.dataset == "imagefolder"
+           else "add images of at least one other class")
+    raise DataError(f"{where} has {len(present)} class ({', '.join(shown)}) in its training "
+                    f"images; a classifier needs at least two classes, so {fix}")
+
+
 def load_data(cfg) -> DataBundle:
     """Load, split and check the configured data; normalization statistics come from the
     training split unless the config gives them."""
@@ -106,6 +119,7 @@ def load_data(cfg) -> DataBundle:
         raise DataError(f"the {cfg.dataset} images are {train.shape[2]}x{train.shape[1]} pixels; "
                         f"a convolutional network needs at least {MIN_IMAGE_SIDE}x"
                         f"{MIN_IMAGE_SIDE} (set data.image_size to enlarge them)")
+    _check_two_classes(train, classes, cfg)
     if test.shape != train.shape:
         raise DataError(f"{cfg.dataset}: test images are {test.shape} but training images are "
                         f"{train.shape} (C, H, W); set data.image_size to resize both")

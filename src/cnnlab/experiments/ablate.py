@@ -15,7 +15,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from cnnlab.config import apply_override, load_config, read_yaml
+from cnnlab.config import absolute_paths, apply_override, load_config, read_config_file
 from cnnlab.errors import UserError
 from cnnlab.experiments.design import Factor, combinations, label, overrides, parse_factors, \
     run_dir, validate_combinations
@@ -30,11 +30,11 @@ DESIGN_KEYS = ("kind", "config", "factors", "seeds", "metric")
 def base_config(config_path: str, extra: list[str]) -> dict:
     """The user's config with -o applied, unresolved: a factor that switches a component (optim
     name=adam) then gets that component's own defaults, not the ones of the config's choice."""
-    raw = read_yaml(config_path)
+    raw = read_config_file(config_path)
     for item in extra:
         apply_override(raw, item)
     load_config(raw)  # every problem reported now, before a study exists
-    return raw
+    return absolute_paths(raw, Path.cwd())  # -o paths mean the folder the command ran in
 
 
 def create_or_resume(storage, name: str, spec: dict, sampler=None, pruner=None) -> optuna.Study:
