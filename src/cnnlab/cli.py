@@ -51,9 +51,10 @@ def _train(args: argparse.Namespace) -> int:
 
     from cnnlab.distributed import shutdown, torchrun_command
 
-    if args.nproc:
+    if args.nproc is not None:
         if args.nproc < 1:
-            raise UserError(f"--nproc must be at least 1, received {args.nproc}")
+            raise UserError(f"--nproc must be at least 1, received {args.nproc}; leave it out "
+                            "to train in this one process")
         if args.config:
             # Config mistakes are reported here once, not by every process under torchrun.
             from cnnlab.config import load_config
