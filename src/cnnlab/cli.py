@@ -159,8 +159,10 @@ def _list(args: argparse.Namespace) -> int:
 @command("inspect")
 def _inspect(args: argparse.Namespace) -> int:
     from cnnlab.config import load_config
+    from cnnlab.outputs import check_plot_file
     from cnnlab.propagation import inspect
 
+    check_plot_file(args.plot)
     reports = [inspect(load_config(path, args.override), batch_size=args.batch)
                for path in args.configs]
     if args.plot:
@@ -203,7 +205,9 @@ def _schedule(args: argparse.Namespace) -> int:
     from cnnlab.config import load_config
     from cnnlab.data import load_data
     from cnnlab.data.loaders import batches_per_epoch
+    from cnnlab.outputs import check_plot_file
 
+    check_plot_file(args.plot)
     cfg = load_config(args.config, args.override)
     data = load_data(cfg.data)
     result = trace(build_schedule(cfg, batches_per_epoch(len(data.train), cfg.data.batch_size)))
@@ -239,7 +243,11 @@ def _schedule(args: argparse.Namespace) -> int:
 def _lr_find(args: argparse.Namespace) -> int:
     from cnnlab.config import dump_yaml, load_config
     from cnnlab.lr_finder import lr_find
+    from cnnlab.outputs import check_parent_exists, check_plot_file
 
+    check_plot_file(args.plot)
+    if args.apply:
+        check_parent_exists(args.apply, "--apply")
     cfg = load_config(args.config, args.override)
     if not 0 < args.start < args.end:
         raise UserError(f"--start ({args.start:g}) must be positive and below --end "
@@ -287,7 +295,9 @@ def _lr_find(args: argparse.Namespace) -> int:
 @command("diagnose")
 def _diagnose(args: argparse.Namespace) -> int:
     from cnnlab.diagnostics import diagnose
+    from cnnlab.outputs import check_output_folder
 
+    check_output_folder(args.plot, "--plot")
     result = diagnose(args.run_dir)
     if args.plot:
         from cnnlab.report.diagnostics_plots import plot_diagnostics
@@ -403,8 +413,17 @@ def _compare(args: argparse.Namespace) -> int:
 
 @command("report")
 def _report(args: argparse.Namespace) -> int:
-    from cnnlab.report.page import build_report
+    from pathlib import Path
 
+    from cnnlab.report.page import build_report, output_format
+
+    if args.dash_o is not None:
+        raise UserError(f"report writes its file with --out (-o sets config overrides in the "
+                        f"other commands); write: cnnlab report ... --out {args.dash_o}")
+    if not args.out:
+        raise UserError("report needs --out FILE: report.html (one self-contained page) or "
+                        "report.md (Markdown with PNGs)")
+    output_format(Path(args.out))
     path = build_report(args.sources, args.out, storage=args.storage, metric=args.metric,
                         lr_find=args.lr_find, diagnostics_run=args.diagnostics_run,
                         baselines=args.baseline)
@@ -529,7 +548,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="one self-contained HTML page (or Markdown + PNGs)")
     p.add_argument("sources", nargs="+", metavar="STUDY_OR_RUN_DIRS")
-    p.add_argument("-o", "--out", required=True, help="report.html or report.md")
+    # Only --out: everywhere else -o is a config override, so a report's -o would mislead;
+    # a hidden -o is caught only to point to --out.
+    p.add_argument("--out", metavar="FILE", help="report.html or report.md (required)")
+    p.add_argument("-o", dest="dash_o", help=argparse.SUPPRESS)
     p.add_argument("--storage", help="the study's journal file or database URL")
     p.add_argument("--metric", help="default: the study's metric, or val_acc")
     p.add_argument("--lr-find", help="a `cnnlab lr-find --json` result to include")

@@ -208,6 +208,9 @@ class Config(Options):
 
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a directory; a config file is expected (a YAML file such "
+                        f"as examples/quickstart.yaml)")
     if not path.is_file():
         raise UserError(f"config file {path} does not exist; give the path of a YAML config "
                         "(see examples/)")

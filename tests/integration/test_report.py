@@ -140,7 +140,7 @@ def test_report_of_one_run_folder_has_no_statistics(study):
 def test_report_cli_shows_the_chosen_runs_diagnostics_and_says_what_was_run(study):
     other = run_folder(study, COMBINATIONS[1], seed=1)
     out = study / "cli" / "chosen.html"
-    result = cli("report", "tiny", "--storage", str(study / "s.journal"), "-o", str(out),
+    result = cli("report", "tiny", "--storage", str(study / "s.journal"), "--out", str(out),
                  "--diagnostics-run", str(other), cwd=study, check=True)
     assert result.stdout.strip() == f"report: {out}"
     page = out.read_text()
@@ -150,7 +150,7 @@ def test_report_cli_shows_the_chosen_runs_diagnostics_and_says_what_was_run(stud
     factors = re.findall(r"<tr>.*?</tr>", what.split("Config keys that differ")[1], re.S)
     assert any("model.activation" in row and "relu, gelu" in row for row in factors)
     assert any("optim.lr" in row and "0.05, 0.02" in row for row in factors)
-    missing = cli("report", "tiny", "--storage", str(study / "s.journal"), "-o",
+    missing = cli("report", "tiny", "--storage", str(study / "s.journal"), "--out",
                   str(study / "cli" / "x.html"), "--diagnostics-run", str(study), cwd=study)
     assert missing.returncode == 2 and "--diagnostics-run" in missing.stderr
 
