@@ -8,7 +8,7 @@ import sys
 import warnings
 from collections.abc import Callable
 
-from cnnlab.errors import EXPECTED_STOPS, UserError
+from cnnlab.errors import EXPECTED_STOPS, Interrupted, UserError
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -388,8 +388,9 @@ def _worker(args: argparse.Namespace) -> int:
 
     done = work(args.storage, args.study, args.threads, args.heartbeat, not args.quiet,
                 salt=args.salt)
-    print(f"worker: study {args.study} has no run left; this worker finished {done}",
-          file=sys.stderr)
+    if not args.quiet:
+        print(f"worker: study {args.study} has no run left; this worker finished {done}",
+              file=sys.stderr)
     return 0
 
 
@@ -579,11 +580,15 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     try:
         return COMMANDS[args.command](args)
+    except Interrupted as error:
+        # Stopped on request (Ctrl-C, SIGTERM): not an error; the message says how to resume.
+        print(str(error), file=sys.stderr)
+        return error.exit_code
     except EXPECTED_STOPS as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # `cnnlab list | head`: the reader left; that is not an error.
