@@ -125,34 +125,26 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _entry_keys(entry) -> list[str]:
-    if entry.options is None:
-        return []
-    return [k for k in entry.options.model_fields if k not in ("name", "arch")]
-
-
 @command("list")
 def _list(args: argparse.Namespace) -> int:
+    # The written copy of the registries: reading them would import torch (seconds).
+    from cnnlab.catalogue_table import TABLE as registries
     from cnnlab.errors import did_you_mean
 
-    from cnnlab.catalogue import catalogue
-
-    registries = catalogue()
     if args.kind and args.kind not in registries:
         raise UserError(f"unknown kind '{args.kind}'{did_you_mean(args.kind, registries)}; "
                         f"accepted: {', '.join(registries)}")
     kinds = [args.kind] if args.kind else list(registries)
     if args.json:
-        _print_json({kind: [{"name": e.name, "description": e.description,
-                             "keys": _entry_keys(e)} for e in registries[kind]] for kind in kinds})
+        _print_json({kind: registries[kind] for kind in kinds})
         return 0
     for index, kind in enumerate(kinds):
         if len(kinds) > 1:
             print(("\n" if index else "") + f"{kind}:")
-        width = max(len(e.name) for e in registries[kind])
+        width = max(len(e["name"]) for e in registries[kind])
         indent = "  " if len(kinds) > 1 else ""
         for entry in registries[kind]:
-            print(f"{indent}{entry.name:<{width}}  {entry.description}")
+            print(f"{indent}{entry['name']:<{width}}  {entry['description']}")
     return 0
 
 
@@ -435,13 +427,31 @@ def _report(args: argparse.Namespace) -> int:
 # -------------------------------------------------------------------------------------------
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, where it has one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.option_strings and action.default not in (None, False, [], argparse.SUPPRESS) \
+                and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cnnlab import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cnnlab", description="Train CNNs and measure which optimization choices work.")
-    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}",
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def overrides(p):
         p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
@@ -458,46 +468,55 @@ def build_parser() -> argparse.ArgumentParser:
                    "with DistributedDataParallel)")
 
     p = sub.add_parser("eval", help="evaluate a run's final or best weights")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `cnnlab train`")
     overrides(p)
-    p.add_argument("--weights", choices=["final", "best"], default="final")
-    p.add_argument("--split", choices=["val", "test", "train"], default="val")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--weights", choices=["final", "best"], default="final",
+                   help="the weights at the end of training, or those of the best epoch")
+    p.add_argument("--split", choices=["val", "test", "train"], default="val",
+                   help="the data split to evaluate on")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
 
     p = sub.add_parser("inspect", help="signal propagation at init, per layer, with a verdict")
-    p.add_argument("configs", nargs="+", metavar="CONFIG")
+    p.add_argument("configs", nargs="+", metavar="CONFIG",
+                   help="YAML config files; several are compared side by side")
     overrides(p)
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--plot", metavar="FILE.png", help="std against depth, one line per config")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
+    p.add_argument("--plot", metavar="FILE.png", help="write a plot of std against depth, one "
+                   "line per config (.png, .pdf, .svg, ...)")
     p.add_argument("--batch", type=int, default=256, help="images in the probe batch")
 
     p = sub.add_parser("schedule", help="the LR (and momentum) of every optimizer step, "
                        "without training")
-    p.add_argument("config")
+    p.add_argument("config", metavar="CONFIG", help="YAML config file")
     overrides(p)
     p.add_argument("--json", action="store_true", help='print {"lr": [...], "momentum": [...]}')
-    p.add_argument("--plot", metavar="FILE.png")
+    p.add_argument("--plot", metavar="FILE.png", help="write a plot of LR (and momentum) "
+                   "against step (.png, .pdf, .svg, ...)")
 
     p = sub.add_parser("lr-find", help="learning-rate range test with suggestions")
-    p.add_argument("config")
+    p.add_argument("config", metavar="CONFIG", help="YAML config file")
     overrides(p)
-    p.add_argument("--start", type=float, default=1e-7)
-    p.add_argument("--end", type=float, default=10.0)
-    p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--mode", choices=["exp", "linear"], default="exp")
+    p.add_argument("--start", type=float, default=1e-7, help="the first (smallest) LR tried")
+    p.add_argument("--end", type=float, default=10.0, help="the last (largest) LR tried")
+    p.add_argument("--steps", type=int, default=100,
+                   help="optimizer steps from --start to --end (at least 5)")
+    p.add_argument("--mode", choices=["exp", "linear"], default="exp",
+                   help="how the LR grows between steps: geometrically or linearly")
     p.add_argument("--stop-factor", type=float, default=4.0,
                    help="stop once the smoothed loss passes this multiple of its best")
     p.add_argument("--validation", action="store_true",
                    help="Smith's mode: the curve is the validation loss after each step")
     p.add_argument("--repeats", type=int, default=1, help="sweeps with different seeds")
     p.add_argument("--apply", metavar="OUT.yaml", help="write the config with the valley LR")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--plot", metavar="FILE.png")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
+    p.add_argument("--plot", metavar="FILE.png", help="write the loss-against-LR plot with the "
+                   "suggestions marked (.png, .pdf, .svg, ...)")
 
     p = sub.add_parser("diagnose", help="per-layer statistics and alarms recorded in training")
-    p.add_argument("run_dir")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--plot", metavar="DIR", help="write the diagnostic plots into DIR")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `cnnlab train`")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
+    p.add_argument("--plot", metavar="DIR", help="write the diagnostic plots into DIR (created "
+                   "if missing)")
 
     def store_options(p, metric_default: str | None = "val_acc"):
         p.add_argument("--storage", help="journal file path or database URL (default "
@@ -511,58 +530,79 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds between a worker's heartbeats (a run is taken over after "
                        "3 missed)")
         p.add_argument("--runs", default="runs", help="folder for the runs' folders")
-        p.add_argument("--quiet", action="store_true")
-        p.add_argument("--json", action="store_true")
+        p.add_argument("--quiet", action="store_true",
+                       help="no progress lines from the runs or their workers")
+        p.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
 
     p = sub.add_parser("ablate", help="every combination of --vary values over paired seeds")
-    p.add_argument("config")
+    p.add_argument("config", metavar="CONFIG", help="YAML config file")
     overrides(p)
-    p.add_argument("--vary", action="append", required=True, metavar="KEY=V1,V2,...")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--baseline", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--vary", action="append", required=True, metavar="KEY=V1,V2,...",
+                   help="a config key and the values to try (repeatable: every combination "
+                   "is run)")
+    p.add_argument("--seeds", type=int, default=3,
+                   help="seeds per combination, paired across combinations")
+    p.add_argument("--baseline", action="append", default=[], metavar="KEY=VALUE",
+                   help="the value the others are compared with (default: each key's first "
+                   "--vary value; repeatable)")
     store_options(p)
 
     p = sub.add_parser("search", help="hyperparameter search with pruning")
-    p.add_argument("config")
+    p.add_argument("config", metavar="CONFIG", help="YAML config file")
     overrides(p)
     p.add_argument("--space", required=True, help="YAML: key -> {low, high, log} or {choices}")
-    p.add_argument("--trials", type=int, required=True)
-    p.add_argument("--sampler", choices=["tpe", "random", "grid"], default="tpe")
-    p.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median")
+    p.add_argument("--trials", type=int, required=True, help="runs to try (required)")
+    p.add_argument("--sampler", choices=["tpe", "random", "grid"], default="tpe",
+                   help="how the next run's values are chosen (Optuna's samplers)")
+    p.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median",
+                   help="how runs that fall behind are stopped early")
     p.add_argument("--best", metavar="OUT.yaml", help="write the best run's config")
     store_options(p)
 
     p = sub.add_parser("worker", help="join a study and run its waiting runs")
-    p.add_argument("--storage", help="journal file path or database URL")
-    p.add_argument("--study", required=True)
+    p.add_argument("--storage", help="journal file path or database URL (default "
+                   "runs/optuna.journal, or $CNNLAB_STORAGE)")
+    p.add_argument("--study", required=True, help="the study's name (required)")
     p.add_argument("--threads", type=int, help="torch threads per run (default: all cores)")
-    p.add_argument("--heartbeat", type=float, default=10.0)
+    p.add_argument("--heartbeat", type=float, default=10.0,
+                   help="seconds between heartbeats (a run is taken over after 3 missed)")
     p.add_argument("--salt", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
 
     p = sub.add_parser("compare", help="statistics over a study or run folders")
-    p.add_argument("sources", nargs="+", metavar="STUDY_OR_RUN_DIRS")
-    p.add_argument("--storage")
-    p.add_argument("--metric", help="default: the study's metric, or val_acc")
-    p.add_argument("--baseline", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("sources", nargs="+", metavar="STUDY_OR_RUN_DIRS",
+                   help="one study name, or run folders")
+    p.add_argument("--storage", help="the study's journal file or database URL (default "
+                   "runs/optuna.journal, or $CNNLAB_STORAGE)")
+    p.add_argument("--metric", help="the metric compared (default: the study's metric, or "
+                   "val_acc)")
+    p.add_argument("--baseline", action="append", default=[], metavar="KEY=VALUE",
+                   help="the value the others are compared with (default: the first; "
+                   "repeatable)")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
 
     p = sub.add_parser("report", help="one self-contained HTML page (or Markdown + PNGs)")
-    p.add_argument("sources", nargs="+", metavar="STUDY_OR_RUN_DIRS")
+    p.add_argument("sources", nargs="+", metavar="STUDY_OR_RUN_DIRS",
+                   help="one study name, or run folders")
     # Only --out: everywhere else -o is a config override, so a report's -o would mislead;
     # a hidden -o is caught only to point to --out.
     p.add_argument("--out", metavar="FILE", help="report.html or report.md (required)")
     p.add_argument("-o", dest="dash_o", help=argparse.SUPPRESS)
     p.add_argument("--storage", help="the study's journal file or database URL")
-    p.add_argument("--metric", help="default: the study's metric, or val_acc")
-    p.add_argument("--lr-find", help="a `cnnlab lr-find --json` result to include")
+    p.add_argument("--metric", help="the metric compared (default: the study's metric, or "
+                   "val_acc)")
+    p.add_argument("--lr-find", metavar="FILE.json",
+                   help="a `cnnlab lr-find --json` result to include")
     p.add_argument("--diagnostics-run", help="the run whose diagnostics to show (default: best)")
-    p.add_argument("--baseline", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--baseline", action="append", default=[], metavar="KEY=VALUE",
+                   help="the value the others are compared with (default: the first; "
+                   "repeatable)")
 
     p = sub.add_parser("list", help="list every name the config accepts")
     p.add_argument("kind", nargs="?", help="models, datasets, activations, norms, inits, "
                    "optimizers or schedules (default: all)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true",
+                   help="print names, descriptions and each entry's config keys as JSON")
     return parser
 
 
