@@ -135,6 +135,8 @@ def test_report_of_one_run_folder_has_no_statistics(study):
     for section_id in SINGLE_RUN_SECTIONS[1:]:
         assert IMG in section(page, section_id), section_id
     assert str(run) in section(page, "errors-of-best-run")
+    curves = section(page, "learning-curves")  # the accuracy curve and the run's two losses
+    assert curves.count(IMG) == 2 and "training and validation loss per epoch" in curves
 
 
 def test_report_cli_shows_the_chosen_runs_diagnostics_and_says_what_was_run(study):
