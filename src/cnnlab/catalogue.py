@@ -41,9 +41,10 @@ def table_from_registries() -> dict[str, list[dict]]:
 
 
 def write_table() -> None:
+    table = pprint.pformat(table_from_registries(), width=100, sort_dicts=False, compact=True)
     TABLE_FILE.write_text(
         '"""Written by `python -m cnnlab.catalogue` from the registries; do not edit."""\n\n'
-        f"TABLE = {pprint.pformat(table_from_registries(), width=100, sort_dicts=False, compact=True)}\n")
+        f"TABLE = {table}\n")
 
 
 if __name__ == "__main__":

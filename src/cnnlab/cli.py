@@ -427,6 +427,9 @@ def _report(args: argparse.Namespace) -> int:
 # -------------------------------------------------------------------------------------------
 
 
+JSON_HELP = "print the result as one JSON document on stdout"
+
+
 class _HelpFormatter(argparse.HelpFormatter):
     """Every option's help ends with its default, where it has one worth showing."""
 
@@ -474,13 +477,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the weights at the end of training, or those of the best epoch")
     p.add_argument("--split", choices=["val", "test", "train"], default="val",
                    help="the data split to evaluate on")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     p = sub.add_parser("inspect", help="signal propagation at init, per layer, with a verdict")
     p.add_argument("configs", nargs="+", metavar="CONFIG",
                    help="YAML config files; several are compared side by side")
     overrides(p)
-    p.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.add_argument("--plot", metavar="FILE.png", help="write a plot of std against depth, one "
                    "line per config (.png, .pdf, .svg, ...)")
     p.add_argument("--batch", type=int, default=256, help="images in the probe batch")
@@ -508,13 +511,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Smith's mode: the curve is the validation loss after each step")
     p.add_argument("--repeats", type=int, default=1, help="sweeps with different seeds")
     p.add_argument("--apply", metavar="OUT.yaml", help="write the config with the valley LR")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.add_argument("--plot", metavar="FILE.png", help="write the loss-against-LR plot with the "
                    "suggestions marked (.png, .pdf, .svg, ...)")
 
     p = sub.add_parser("diagnose", help="per-layer statistics and alarms recorded in training")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `cnnlab train`")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.add_argument("--plot", metavar="DIR", help="write the diagnostic plots into DIR (created "
                    "if missing)")
 
@@ -532,7 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--runs", default="runs", help="folder for the runs' folders")
         p.add_argument("--quiet", action="store_true",
                        help="no progress lines from the runs or their workers")
-        p.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
+        p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     p = sub.add_parser("ablate", help="every combination of --vary values over paired seeds")
     p.add_argument("config", metavar="CONFIG", help="YAML config file")
@@ -579,7 +582,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", action="append", default=[], metavar="KEY=VALUE",
                    help="the value the others are compared with (default: the first; "
                    "repeatable)")
-    p.add_argument("--json", action="store_true", help="print the result as one JSON document on stdout")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     p = sub.add_parser("report", help="one self-contained HTML page (or Markdown + PNGs)")
     p.add_argument("sources", nargs="+", metavar="STUDY_OR_RUN_DIRS",
