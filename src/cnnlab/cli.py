@@ -353,7 +353,10 @@ def _ablate(args: argparse.Namespace) -> int:
 @command("search")
 def _search(args: argparse.Namespace) -> int:
     from cnnlab.experiments.search import best_config, search
+    from cnnlab.outputs import check_parent_exists
 
+    if args.best:
+        check_parent_exists(args.best, "--best")
     study = search(args.config, args.override, args.space, args.trials, args.sampler,
                    args.pruner, args.workers, args.storage, args.study, args.metric,
                    args.heartbeat, not args.quiet, args.runs)

@@ -50,3 +50,12 @@ def test_report_takes_its_output_as_out(tmp_path, capsys):
 def test_report_dash_o_points_to_out(tmp_path, capsys):
     assert main(["report", str(tmp_path), "-o", str(tmp_path / "report.html")]) == 2
     assert "--out " + str(tmp_path / "report.html") in capsys.readouterr().err
+
+
+def test_search_best_into_a_missing_folder_is_refused_before_any_trial(tmp_path, capsys):
+    space = tmp_path / "space.yaml"
+    space.write_text("optim.lr: {low: 0.01, high: 0.1, log: true}\n")
+    assert main(["search", QUICKSTART, "--space", str(space), "--trials", "1", "--storage",
+                 str(tmp_path / "s.journal"), "--best", str(tmp_path / "nowhere" / "b.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "s.journal").exists()  # no study was started
