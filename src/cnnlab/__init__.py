@@ -8,13 +8,39 @@ The Python API mirrors the CLI:
 
 from __future__ import annotations
 
+import sys
+import types
+from importlib import import_module
+
+from cnnlab.errors import ConfigError, DataError, UserError
+
 __version__ = "0.1.0"
 
-from cnnlab.config import Config, load_config  # noqa: E402
-from cnnlab.errors import ConfigError, DataError, UserError  # noqa: E402
-from cnnlab.evaluate import evaluate_run  # noqa: E402
-from cnnlab.predict import load_model, predict  # noqa: E402
-from cnnlab.train import resume, train  # noqa: E402
+# Imported on first use, so `cnnlab --help` and `cnnlab list` answer without importing torch.
+_LAZY = {"Config": "cnnlab.config", "load_config": "cnnlab.config",
+         "evaluate_run": "cnnlab.evaluate", "load_model": "cnnlab.predict",
+         "predict": "cnnlab.predict", "resume": "cnnlab.train", "train": "cnnlab.train"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cnnlab' has no attribute '{name}'")
+
+
+class _Package(types.ModuleType):
+    def __setattr__(self, name: str, value: object) -> None:
+        # Importing the submodule cnnlab.train (or cnnlab.predict) would rebind `cnnlab.train`,
+        # the function users call, to that module; the function stays (as when it was imported
+        # eagerly).
+        if name in _LAZY and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 __all__ = ["Config", "ConfigError", "DataError", "UserError", "__version__", "evaluate_run",
            "load_config", "load_model", "predict", "resume", "train"]

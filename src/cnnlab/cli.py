@@ -8,7 +8,7 @@ import sys
 import warnings
 from collections.abc import Callable
 
-from cnnlab.errors import EXPECTED_STOPS, UserError
+from cnnlab.errors import EXPECTED_STOPS, Interrupted, UserError
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -51,9 +51,10 @@ def _train(args: argparse.Namespace) -> int:
 
     from cnnlab.distributed import shutdown, torchrun_command
 
-    if args.nproc:
+    if args.nproc is not None:
         if args.nproc < 1:
-            raise UserError(f"--nproc must be at least 1, received {args.nproc}")
+            raise UserError(f"--nproc must be at least 1, received {args.nproc}; leave it out "
+                            "to train in this one process")
         if args.config:
             # Config mistakes are reported here once, not by every process under torchrun.
             from cnnlab.config import load_config
@@ -152,42 +153,36 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _entry_keys(entry) -> list[str]:
-    if entry.options is None:
-        return []
-    return [k for k in entry.options.model_fields if k not in ("name", "arch")]
-
-
 @command("list")
 def _list(args: argparse.Namespace) -> int:
+    # The written copy of the registries: reading them would import torch (seconds).
+    from cnnlab.catalogue_table import TABLE as registries
     from cnnlab.errors import did_you_mean
 
-    from cnnlab.catalogue import catalogue
-
-    registries = catalogue()
     if args.kind and args.kind not in registries:
         raise UserError(f"unknown kind '{args.kind}'{did_you_mean(args.kind, registries)}; "
                         f"accepted: {', '.join(registries)}")
     kinds = [args.kind] if args.kind else list(registries)
     if args.json:
-        _print_json({kind: [{"name": e.name, "description": e.description,
-                             "keys": _entry_keys(e)} for e in registries[kind]] for kind in kinds})
+        _print_json({kind: registries[kind] for kind in kinds})
         return 0
     for index, kind in enumerate(kinds):
         if len(kinds) > 1:
             print(("\n" if index else "") + f"{kind}:")
-        width = max(len(e.name) for e in registries[kind])
+        width = max(len(e["name"]) for e in registries[kind])
         indent = "  " if len(kinds) > 1 else ""
         for entry in registries[kind]:
-            print(f"{indent}{entry.name:<{width}}  {entry.description}")
+            print(f"{indent}{entry['name']:<{width}}  {entry['description']}")
     return 0
 
 
 @command("inspect")
 def _inspect(args: argparse.Namespace) -> int:
     from cnnlab.config import load_config
+    from cnnlab.outputs import check_plot_file
     from cnnlab.propagation import inspect
 
+    check_plot_file(args.plot)
     reports = [inspect(load_config(path, args.override), batch_size=args.batch)
                for path in args.configs]
     if args.plot:
@@ -232,7 +227,9 @@ def _schedule(args: argparse.Namespace) -> int:
     from cnnlab.config import load_config
     from cnnlab.data import load_data
     from cnnlab.data.loaders import batches_per_epoch
+    from cnnlab.outputs import check_plot_file
 
+    check_plot_file(args.plot)
     cfg = load_config(args.config, args.override)
     data = load_data(cfg.data)
     result = trace(build_schedule(cfg, batches_per_epoch(len(data.train), cfg.data.batch_size)))
@@ -268,7 +265,11 @@ def _schedule(args: argparse.Namespace) -> int:
 def _lr_find(args: argparse.Namespace) -> int:
     from cnnlab.config import load_config
     from cnnlab.lr_finder import lr_find, write_applied_config
+    from cnnlab.outputs import check_parent_exists, check_plot_file
 
+    check_plot_file(args.plot)
+    if args.apply:
+        check_parent_exists(args.apply, "--apply")
     cfg = load_config(args.config, args.override)
     if not 0 < args.start < args.end:
         raise UserError(f"--start ({args.start:g}) must be positive and below --end "
@@ -318,7 +319,9 @@ def _lr_find(args: argparse.Namespace) -> int:
 @command("diagnose")
 def _diagnose(args: argparse.Namespace) -> int:
     from cnnlab.diagnostics import diagnose
+    from cnnlab.outputs import check_output_folder
 
+    check_output_folder(args.plot, "--plot")
     result = diagnose(args.run_dir)
     if args.plot:
         from cnnlab.report.diagnostics_plots import plot_diagnostics
@@ -383,7 +386,10 @@ def _ablate(args: argparse.Namespace) -> int:
 @command("search")
 def _search(args: argparse.Namespace) -> int:
     from cnnlab.experiments.search import best_config, search
+    from cnnlab.outputs import check_parent_exists
 
+    if args.best:
+        check_parent_exists(args.best, "--best")
     study = search(args.config, args.override, args.space, args.trials, args.sampler,
                    args.pruner, args.workers, args.storage, args.study, args.metric,
                    args.heartbeat, not args.quiet, args.runs)
@@ -410,8 +416,9 @@ def _worker(args: argparse.Namespace) -> int:
 
     done = work(args.storage, args.study, args.threads, args.heartbeat, not args.quiet,
                 salt=args.salt)
-    print(f"worker: study {args.study} has no run left; this worker finished {done}",
-          file=sys.stderr)
+    if not args.quiet:
+        print(f"worker: study {args.study} has no run left; this worker finished {done}",
+              file=sys.stderr)
     return 0
 
 
@@ -435,8 +442,17 @@ def _compare(args: argparse.Namespace) -> int:
 
 @command("report")
 def _report(args: argparse.Namespace) -> int:
-    from cnnlab.report.page import build_report
+    from pathlib import Path
 
+    from cnnlab.report.page import build_report, output_format
+
+    if args.dash_o is not None:
+        raise UserError(f"report writes its file with --out (-o sets config overrides in the "
+                        f"other commands); write: cnnlab report ... --out {args.dash_o}")
+    if not args.out:
+        raise UserError("report needs --out FILE: report.html (one self-contained page) or "
+                        "report.md (Markdown with PNGs)")
+    output_format(Path(args.out))
     path = build_report(args.sources, args.out, storage=args.storage, metric=args.metric,
                         lr_find=args.lr_find, diagnostics_run=args.diagnostics_run,
                         baselines=args.baseline)
@@ -447,13 +463,34 @@ def _report(args: argparse.Namespace) -> int:
 # -------------------------------------------------------------------------------------------
 
 
+JSON_HELP = "print the result as one JSON document on stdout"
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, where it has one worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.option_strings and action.default not in (None, False, [], argparse.SUPPRESS) \
+                and "default" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
+class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from cnnlab import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="cnnlab", description="Train CNNs and measure which optimization choices work.")
-    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}",
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def overrides(p):
         p.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE",
@@ -472,59 +509,69 @@ def build_parser() -> argparse.ArgumentParser:
                    "with DistributedDataParallel)")
 
     p = sub.add_parser("eval", help="evaluate a run's final or best weights")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `cnnlab train`")
     overrides(p)
-    p.add_argument("--weights", choices=["final", "best"], default="final")
-    p.add_argument("--split", choices=["val", "test", "train"], default="val")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--weights", choices=["final", "best"], default="final",
+                   help="the weights at the end of training, or those of the best epoch")
+    p.add_argument("--split", choices=["val", "test", "train"], default="val",
+                   help="the data split to evaluate on")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     p = sub.add_parser("predict", help="class names and probabilities of new images")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `cnnlab train`")
     p.add_argument("images", nargs="+", metavar="IMAGES",
                    help="image files, folders of images, or .zip/.tar.gz archives of them")
     p.add_argument("--top", type=int, default=5, metavar="K",
-                   help="the K most likely classes of each image (default 5, at most all)")
-    p.add_argument("--weights", choices=["final", "best"], default="final")
-    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, mps or auto")
+                   help="the K most likely classes of each image (at most all)")
+    p.add_argument("--weights", choices=["final", "best"], default="final",
+                   help="the weights at the end of training, or those of the best epoch")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     formats = p.add_mutually_exclusive_group()
-    formats.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    formats.add_argument("--json", action="store_true", help=JSON_HELP)
     formats.add_argument("--csv", action="store_true",
                          help="image,rank,class,probability rows on stdout")
 
     p = sub.add_parser("inspect", help="signal propagation at init, per layer, with a verdict")
-    p.add_argument("configs", nargs="+", metavar="CONFIG")
+    p.add_argument("configs", nargs="+", metavar="CONFIG",
+                   help="YAML config files; several are compared side by side")
     overrides(p)
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--plot", metavar="FILE.png", help="std against depth, one line per config")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.add_argument("--plot", metavar="FILE.png", help="write a plot of std against depth, one "
+                   "line per config (.png, .pdf, .svg, ...)")
     p.add_argument("--batch", type=int, default=256, help="images in the probe batch")
 
     p = sub.add_parser("schedule", help="the LR (and momentum) of every optimizer step, "
                        "without training")
-    p.add_argument("config")
+    p.add_argument("config", metavar="CONFIG", help="YAML config file")
     overrides(p)
     p.add_argument("--json", action="store_true", help='print {"lr": [...], "momentum": [...]}')
-    p.add_argument("--plot", metavar="FILE.png")
+    p.add_argument("--plot", metavar="FILE.png", help="write a plot of LR (and momentum) "
+                   "against step (.png, .pdf, .svg, ...)")
 
     p = sub.add_parser("lr-find", help="learning-rate range test with suggestions")
-    p.add_argument("config")
+    p.add_argument("config", metavar="CONFIG", help="YAML config file")
     overrides(p)
-    p.add_argument("--start", type=float, default=1e-7)
-    p.add_argument("--end", type=float, default=10.0)
-    p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--mode", choices=["exp", "linear"], default="exp")
+    p.add_argument("--start", type=float, default=1e-7, help="the first (smallest) LR tried")
+    p.add_argument("--end", type=float, default=10.0, help="the last (largest) LR tried")
+    p.add_argument("--steps", type=int, default=100,
+                   help="optimizer steps from --start to --end (at least 5)")
+    p.add_argument("--mode", choices=["exp", "linear"], default="exp",
+                   help="how the LR grows between steps: geometrically or linearly")
     p.add_argument("--stop-factor", type=float, default=4.0,
                    help="stop once the smoothed loss passes this multiple of its best")
     p.add_argument("--validation", action="store_true",
                    help="Smith's mode: the curve is the validation loss after each step")
     p.add_argument("--repeats", type=int, default=1, help="sweeps with different seeds")
     p.add_argument("--apply", metavar="OUT.yaml", help="write the config with the valley LR")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--plot", metavar="FILE.png")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.add_argument("--plot", metavar="FILE.png", help="write the loss-against-LR plot with the "
+                   "suggestions marked (.png, .pdf, .svg, ...)")
 
     p = sub.add_parser("diagnose", help="per-layer statistics and alarms recorded in training")
-    p.add_argument("run_dir")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--plot", metavar="DIR", help="write the diagnostic plots into DIR")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `cnnlab train`")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.add_argument("--plot", metavar="DIR", help="write the diagnostic plots into DIR (created "
+                   "if missing)")
 
     def store_options(p, metric_default: str | None = "val_acc"):
         p.add_argument("--storage", help="journal file path or database URL (default "
@@ -538,58 +585,80 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds between a worker's heartbeats (a run is taken over after "
                        "3 missed)")
         p.add_argument("--runs", default="runs", help="folder for the runs' folders")
-        p.add_argument("--quiet", action="store_true")
-        p.add_argument("--json", action="store_true")
+        p.add_argument("--quiet", action="store_true",
+                       help="no progress lines from the runs or their workers")
+        p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     p = sub.add_parser("ablate", help="every combination of --vary values over paired seeds")
-    p.add_argument("config")
+    p.add_argument("config", metavar="CONFIG", help="YAML config file")
     overrides(p)
-    p.add_argument("--vary", action="append", required=True, metavar="KEY=V1,V2,...")
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--baseline", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--vary", action="append", required=True, metavar="KEY=V1,V2,...",
+                   help="a config key and the values to try (repeatable: every combination "
+                   "is run)")
+    p.add_argument("--seeds", type=int, default=3,
+                   help="seeds per combination, paired across combinations")
+    p.add_argument("--baseline", action="append", default=[], metavar="KEY=VALUE",
+                   help="the value the others are compared with (default: each key's first "
+                   "--vary value; repeatable)")
     store_options(p)
 
     p = sub.add_parser("search", help="hyperparameter search with pruning")
-    p.add_argument("config")
+    p.add_argument("config", metavar="CONFIG", help="YAML config file")
     overrides(p)
     p.add_argument("--space", required=True, help="YAML: key -> {low, high, log} or {choices}")
-    p.add_argument("--trials", type=int, required=True)
-    p.add_argument("--sampler", choices=["tpe", "random", "grid"], default="tpe")
-    p.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median")
+    p.add_argument("--trials", type=int, required=True, help="runs to try (required)")
+    p.add_argument("--sampler", choices=["tpe", "random", "grid"], default="tpe",
+                   help="how the next run's values are chosen (Optuna's samplers)")
+    p.add_argument("--pruner", choices=["median", "hyperband", "none"], default="median",
+                   help="how runs that fall behind are stopped early")
     p.add_argument("--best", metavar="OUT.yaml", help="write the best run's config")
     store_options(p)
 
     p = sub.add_parser("worker", help="join a study and run its waiting runs")
     p.add_argument("--storage", help="journal file path or database URL (default "
                    "$CNNLAB_STORAGE, else runs/optuna.journal)")
-    p.add_argument("--study", required=True)
+    p.add_argument("--study", required=True, help="the study's name (required)")
     p.add_argument("--threads", type=int, help="torch threads per run (default: all cores)")
-    p.add_argument("--heartbeat", type=float, default=10.0)
+    p.add_argument("--heartbeat", type=float, default=10.0,
+                   help="seconds between heartbeats (a run is taken over after 3 missed)")
     p.add_argument("--salt", type=int, help=argparse.SUPPRESS)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
 
     p = sub.add_parser("compare", help="statistics over a study or run folders")
-    p.add_argument("sources", nargs="+", metavar="STUDY_OR_RUN_DIRS")
+    p.add_argument("sources", nargs="+", metavar="STUDY_OR_RUN_DIRS",
+                   help="one study name, or run folders")
     p.add_argument("--storage", help="the study's journal file or database URL (default "
                    "$CNNLAB_STORAGE, else runs/optuna.journal)")
-    p.add_argument("--metric", help="default: the study's metric, or val_acc")
-    p.add_argument("--baseline", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--metric", help="the metric compared (default: the study's metric, or "
+                   "val_acc)")
+    p.add_argument("--baseline", action="append", default=[], metavar="KEY=VALUE",
+                   help="the value the others are compared with (default: the first; "
+                   "repeatable)")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
 
     p = sub.add_parser("report", help="one self-contained HTML page (or Markdown + PNGs)")
-    p.add_argument("sources", nargs="+", metavar="STUDY_OR_RUN_DIRS")
-    p.add_argument("-o", "--out", required=True, help="report.html or report.md")
+    p.add_argument("sources", nargs="+", metavar="STUDY_OR_RUN_DIRS",
+                   help="one study name, or run folders")
+    # Only --out: everywhere else -o is a config override, so a report's -o would mislead;
+    # a hidden -o is caught only to point to --out.
+    p.add_argument("--out", metavar="FILE", help="report.html or report.md (required)")
+    p.add_argument("-o", dest="dash_o", help=argparse.SUPPRESS)
     p.add_argument("--storage", help="the study's journal file or database URL (default "
                    "$CNNLAB_STORAGE, else runs/optuna.journal)")
-    p.add_argument("--metric", help="default: the study's metric, or val_acc")
-    p.add_argument("--lr-find", help="a `cnnlab lr-find --json` result to include")
+    p.add_argument("--metric", help="the metric compared (default: the study's metric, or "
+                   "val_acc)")
+    p.add_argument("--lr-find", metavar="FILE.json",
+                   help="a `cnnlab lr-find --json` result to include")
     p.add_argument("--diagnostics-run", help="the run whose diagnostics to show (default: best)")
-    p.add_argument("--baseline", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--baseline", action="append", default=[], metavar="KEY=VALUE",
+                   help="the value the others are compared with (default: the first; "
+                   "repeatable)")
 
     p = sub.add_parser("list", help="list every name the config accepts")
     p.add_argument("kind", nargs="?", help="models, datasets, activations, norms, inits, "
                    "optimizers or schedules (default: all)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true",
+                   help="print names, descriptions and each entry's config keys as JSON")
     return parser
 
 
@@ -607,11 +676,15 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = _show_warning
     try:
         return COMMANDS[args.command](args)
+    except Interrupted as error:
+        # Stopped on request (Ctrl-C, SIGTERM): not an error; the message says how to resume.
+        print(str(error), file=sys.stderr)
+        return error.exit_code
     except EXPECTED_STOPS as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
+        print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # `cnnlab list | head`: the reader left; that is not an error.

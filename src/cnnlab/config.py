@@ -226,6 +226,9 @@ class Config(Options):
 
 def read_yaml(path: str | Path) -> dict:
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path} is a directory; a config file is expected (a YAML file such "
+                        f"as examples/quickstart.yaml)")
     if not path.is_file():
         raise UserError(f"config file {path} does not exist; give the path of a YAML config "
                         "(see examples/)")
@@ -325,6 +328,10 @@ def apply_override(raw: dict, override: str) -> None:
     key, sep, text = override.partition("=")
     if not sep or not key.strip():
         raise UserError(f"override '{override}' is not KEY=VALUE; write e.g. -o optim.lr=0.01")
+    if text.startswith("="):
+        raise UserError(f"override '{override}' has '==': its value would be '{text}'; write one "
+                        f"'=' between key and value (-o {key.strip()}={text.lstrip('=')}), or "
+                        f"quote a value that starts with '=' (-o '{key.strip()}=\"{text}\"')")
     try:
         value = yaml.safe_load(text) if text.strip() else None
     except yaml.YAMLError as error:
@@ -489,6 +496,22 @@ def _walk(loc: tuple) -> tuple[list[str], type[BaseModel] | None]:
     return path, holder
 
 
+def _nested_keys(model: type[BaseModel], key: str, prefix: str = "", depth: int = 3) -> list[str]:
+    """Full paths of the keys named `key` inside the config's sections (`lr` -> `optim.lr`), so
+    a key given at the wrong level is shown where it belongs."""
+    found: list[str] = []
+    for name, field in model.model_fields.items():
+        path = f"{prefix}{name}"
+        if prefix and name == key and path not in found:
+            found.append(path)
+        if depth > 1:
+            for member in _model_members(field.annotation):
+                for nested in _nested_keys(member, key, path + ".", depth - 1):
+                    if nested not in found:
+                        found.append(nested)
+    return found
+
+
 def describe_error(error: dict, raw: dict) -> str:
     loc = tuple(error["loc"])
     path, holder = _walk(loc)
@@ -503,8 +526,13 @@ def describe_error(error: dict, raw: dict) -> str:
         context = f" (with {tag[0]} {tag[1]})" if tag else ""
         colon = (" (in a YAML flow map put a space after each colon: {name: normal, std: 0.01})"
                  if ":" in path[-1] else "")
-        return (f"{shorten(where)}: unknown key{did_you_mean(path[-1], accepted)}; "
-                f"{parent}{context} "
+        hint = did_you_mean(path[-1], accepted)
+        if len(path) == 1 and not hint:
+            # `-o lr=0.1`: the key exists one section down; the shallowest paths first.
+            nested = sorted(_nested_keys(Config, path[-1]), key=lambda p: p.count("."))[:2]
+            if nested:
+                hint = f" (did you mean {' or '.join(repr(p) for p in nested)}?)"
+        return (f"{shorten(where)}: unknown key{hint}; {parent}{context} "
                 f"accepts: {', '.join(accepted)}{colon}")
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         from cnnlab.catalogue import catalogue

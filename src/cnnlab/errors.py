@@ -46,7 +46,12 @@ class NonFiniteLossError(RuntimeError):
 
 def did_you_mean(received: str, accepted: Iterable[str]) -> str:
     """A ' (did you mean X?)' hint for a misspelled name, or ''."""
-    close = difflib.get_close_matches(str(received), list(accepted), n=1, cutoff=0.6)
+    accepted = list(accepted)
+    # A name in the wrong case (`Relu`) means that name, not the nearest spelling (`elu`).
+    same_but_case = [name for name in accepted if str(name).lower() == str(received).lower()]
+    if same_but_case:
+        return f" (did you mean '{same_but_case[0]}'?)"
+    close = difflib.get_close_matches(str(received), accepted, n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 

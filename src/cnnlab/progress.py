@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import shutil
 import sys
 import time
+from collections.abc import Iterator
 from typing import TextIO
+
+# The run whose lines these are, when several runs share one terminal (workers of a study); set
+# by whoever starts the run, so the training loop need not know it is part of a study.
+_LABEL: contextvars.ContextVar[str] = contextvars.ContextVar("progress_label", default="")
+
+
+@contextlib.contextmanager
+def run_label(label: str) -> Iterator[None]:
+    """Prefix every progress line written inside with `[label] `."""
+    token = _LABEL.set(label)
+    try:
+        yield
+    finally:
+        _LABEL.reset(token)
 
 
 def _format_rate(value: float) -> str:
@@ -27,7 +44,8 @@ class Progress:
         if not self.enabled:
             return
         self._clear()
-        print(text, file=self.stream, flush=True)
+        label = _LABEL.get()
+        print(f"[{label}] {text}" if label else text, file=self.stream, flush=True)
 
     def _clear(self) -> None:
         if self._open_line:

@@ -434,8 +434,8 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
                     shown.close()
                     status("interrupted")
                     raise Interrupted(
-                        f"stopped at step {pos.step} (epoch {pos.epoch + 1}); a checkpoint was "
-                        f"written: continue with `cnnlab train --resume {run.path}`")
+                        f"stopped at step {pos.step} (epoch {pos.epoch + 1}) on request, with a "
+                        f"checkpoint; resume with: cnnlab train --resume {run.path}")
             check_losses()
             if device.type == "cuda":
                 torch.cuda.synchronize(device)  # the epoch's time includes its queued GPU work

@@ -135,12 +135,14 @@ def test_report_of_one_run_folder_has_no_statistics(study):
     for section_id in SINGLE_RUN_SECTIONS[1:]:
         assert IMG in section(page, section_id), section_id
     assert str(run) in section(page, "errors-of-best-run")
+    curves = section(page, "learning-curves")  # the accuracy curve and the run's two losses
+    assert curves.count(IMG) == 2 and "training and validation loss per epoch" in curves
 
 
 def test_report_cli_shows_the_chosen_runs_diagnostics_and_says_what_was_run(study):
     other = run_folder(study, COMBINATIONS[1], seed=1)
     out = study / "cli" / "chosen.html"
-    result = cli("report", "tiny", "--storage", str(study / "s.journal"), "-o", str(out),
+    result = cli("report", "tiny", "--storage", str(study / "s.journal"), "--out", str(out),
                  "--diagnostics-run", str(other), cwd=study, check=True)
     assert result.stdout.strip() == f"report: {out}"
     page = out.read_text()
@@ -150,7 +152,7 @@ def test_report_cli_shows_the_chosen_runs_diagnostics_and_says_what_was_run(stud
     factors = re.findall(r"<tr>.*?</tr>", what.split("Config keys that differ")[1], re.S)
     assert any("model.activation" in row and "relu, gelu" in row for row in factors)
     assert any("optim.lr" in row and "0.05, 0.02" in row for row in factors)
-    missing = cli("report", "tiny", "--storage", str(study / "s.journal"), "-o",
+    missing = cli("report", "tiny", "--storage", str(study / "s.journal"), "--out",
                   str(study / "cli" / "x.html"), "--diagnostics-run", str(study), cwd=study)
     assert missing.returncode == 2 and "--diagnostics-run" in missing.stderr
 

@@ -116,6 +116,8 @@ def test_sigint_checkpoints_and_resume_finishes_identically(tmp_path, reference)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130
     assert "--resume" in stderr.decode() and "Traceback" not in stderr.decode()
+    assert f"resume with: cnnlab train --resume {out}" in stderr.decode()
+    assert "error" not in stderr.decode()  # a stop on request is not an error
     assert json.loads((out / "summary.json").read_text())["status"] == "interrupted"
     cli("train", "--resume", str(out), "--quiet", check=True)
     assert same_weights(weights(out), expected)

@@ -94,6 +94,8 @@ def launch_workers(storage_url: str, study_name: str, workers: int, interval: fl
         return
     command = [sys.executable, "-m", "cnnlab", "worker", "--storage", storage_url, "--study",
                study_name, "--threads", str(threads), "--heartbeat", str(interval)]
+    if not progress:
+        command.append("--quiet")
     processes = [subprocess.Popen(command + ["--salt", str(index)]) for index in range(workers)]
     failed = [p.wait() for p in processes]
     if any(code not in (0, None) for code in failed):

@@ -15,6 +15,7 @@ import time
 from cnnlab.experiments.runner import run_trial
 from cnnlab.experiments.store import claim, count_states, describe_storage, heartbeat, \
     load_study, open_storage, requeue_stale
+from cnnlab.progress import run_label
 
 DEFAULT_HEARTBEAT = 10.0
 
@@ -25,7 +26,7 @@ def grace_period(interval: float) -> float:
 
 
 def work(storage_url: str | None, study_name: str, threads: int | None = None,
-         interval: float = DEFAULT_HEARTBEAT, progress: bool = False, log=sys.stderr,
+         interval: float = DEFAULT_HEARTBEAT, progress: bool = False, log=None,
          salt: int | None = None) -> int:
     """Serve the study until it is done; returns the number of runs this worker finished.
     `salt` varies a search's sampler seed between workers (default: the process id)."""
@@ -35,11 +36,13 @@ def work(storage_url: str | None, study_name: str, threads: int | None = None,
         from cnnlab.experiments.search import search_study
 
         study = search_study(storage, study_name, salt)
+    # --quiet: not even the worker's own lines; stderr looked up now, not at import.
+    log = (log or sys.stderr) if progress else None
     done = 0
     while True:
         requeued = requeue_stale(study, grace_period(interval))
         for number in requeued:
-            print(f"worker: run {number} lost its worker; put back in the queue", file=log)
+            _say(log, f"worker: run {number} lost its worker; put back in the queue")
         trial = next_trial(study)
         if trial is None:
             counts = count_states(study)
@@ -49,13 +52,18 @@ def work(storage_url: str | None, study_name: str, threads: int | None = None,
             continue
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         label = trial.user_attrs.get("label", f"trial {trial.number}")
-        print(f"worker: starting run {trial.number} ({label}, seed "
-              f"{trial.user_attrs.get('seed', study.user_attrs.get('seed'))})", file=log,
-              flush=True)
-        with heartbeat(study, trial._trial_id, interval):
+        _say(log, f"worker: starting run {trial.number} ({label}, seed "
+                  f"{trial.user_attrs.get('seed', study.user_attrs.get('seed'))})")
+        # Several workers share a terminal: each epoch line says which run it belongs to.
+        with heartbeat(study, trial._trial_id, interval), run_label(f"run {trial.number}"):
             status = run_trial(study, trial, threads, progress)
-        print(f"worker: run {trial.number} {status}", file=log, flush=True)
+        _say(log, f"worker: run {trial.number} {status}")
         done += 1
+
+
+def _say(log, text: str) -> None:
+    if log is not None:
+        print(text, file=log, flush=True)
 
 
 def next_trial(study):

@@ -9,7 +9,7 @@ import matplotlib.colors as mcolors
 import numpy as np
 
 from cnnlab.diagnostics import BINS, FILE
-from cnnlab.report.style import figure, save
+from cnnlab.report.style import figure, integer_ticks, save
 
 import matplotlib.pyplot as plt  # noqa: E402  (after style set the backend)
 
@@ -31,6 +31,7 @@ def _lines(axis, steps, values, names, ylabel, title, log=True):
         axis.plot(steps, values[:, index], color=colors[index], linewidth=1,
                   label=names[index] if index in (0, values.shape[1] - 1) else None)
     axis.set(xlabel="optimizer step", ylabel=ylabel, title=title)
+    integer_ticks(axis.xaxis)
     if log:
         axis.set_yscale("log")
     axis.grid(True, alpha=0.3)
@@ -110,6 +111,7 @@ def plot_histograms(data: dict, path: Path, max_heatmaps: int = 12) -> Path:
         image = axis.imshow(grid.T + 1, aspect="auto", origin="lower", extent=extent,
                             cmap="viridis", norm=mcolors.LogNorm())
         axis.set(title=names[index], xlabel="optimizer step", ylabel="output value")
+        integer_ticks(axis.xaxis)
         fig.colorbar(image, ax=axis, label="count + 1")
     for slot in range(len(chosen), rows * columns):
         axes[slot // columns][slot % columns].axis("off")

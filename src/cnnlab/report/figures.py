@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import stdtrit
 
-from cnnlab.report.style import PALETTE, color, figure, save
+from cnnlab.report.style import PALETTE, color, figure, integer_ticks, save
 
 _LINESTYLES = ["-", "--", ":", "-."]
 
@@ -109,9 +109,31 @@ def plot_learning_curves(curves: list[tuple[str, list[list[float | None]]]], met
                               alpha=0.15, linewidth=0)
     axis.set(xlabel="epoch", ylabel=metric_label(metric),
              title=f"{metric} per epoch: mean over seeds, 95% t-interval band")
-    axis.xaxis.get_major_locator().set_params(integer=True)
+    integer_ticks(axis.xaxis)
     axis.grid(True, alpha=0.3)
     _legend_below(fig, axis)
+    save(fig, path)
+    return Path(path)
+
+
+def plot_train_val_loss(train: list[float | None], val: list[float | None],
+                        path: str | Path) -> Path:
+    """One run's training and validation loss per epoch: the gap between them is overfitting,
+    both flat and high is underfitting."""
+    fig, axes = figure(width=8.0, height=4.2)
+    axis = axes[0][0]
+    for index, (label, values) in enumerate((("training loss", train),
+                                             ("validation loss", val))):
+        points = [(epoch, v) for epoch, v in enumerate(values, start=1)
+                  if v is not None and math.isfinite(float(v))]
+        if points:
+            axis.plot(*zip(*points), marker="o" if len(points) <= 12 else None, markersize=4,
+                      label=label, **line_style(index))
+    axis.set(xlabel="epoch", ylabel="loss (cross-entropy)",
+             title="training and validation loss per epoch")
+    integer_ticks(axis.xaxis)
+    axis.grid(True, alpha=0.3)
+    axis.legend(fontsize=8)
     save(fig, path)
     return Path(path)
 

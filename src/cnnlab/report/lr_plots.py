@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from cnnlab.report.style import color, figure, save
+from cnnlab.report.style import color, figure, integer_ticks, save
 
 
 def plot_schedule(trace: dict, path: str | Path) -> Path:
@@ -37,6 +37,7 @@ def plot_schedule(trace: dict, path: str | Path) -> Path:
     lr_axis.legend(unique.values(), unique.keys(), fontsize=8)
     for row in axes:
         row[0].grid(True, alpha=0.3)
+        integer_ticks(row[0].xaxis)
     save(fig, path)
     return Path(path)
 

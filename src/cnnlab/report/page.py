@@ -349,11 +349,35 @@ def learning_curves_section(context: Context) -> Section | None:
     if not curves:
         return None
     path = plot_learning_curves(curves, metric, context.figures / "learning_curves.png")
-    return Section("learning-curves", "Learning curves", [
+    blocks = [
         Figure(path, f"{metric} per epoch, one line per combination",
                f"{metric} after each epoch: the line is the mean over seeds, the band a 95% "
                "Student-t interval of that mean (none with a single seed), cut at the values the "
-               "metric can take.")])
+               "metric can take.")]
+    loss = single_run_loss_figure(context)
+    if loss is not None:
+        blocks.append(loss)
+    return Section("learning-curves", "Learning curves", blocks)
+
+
+def single_run_loss_figure(context: Context) -> Figure | None:
+    """A report of one run also shows its training and validation loss, the first thing to read
+    for over- or underfitting; with several runs the per-combination curves above take its place."""
+    from cnnlab.report.figures import plot_train_val_loss
+
+    runs = [(key, seed) for key in context.results.cells for seed in context.results.cells[key]]
+    if len(runs) != 1:
+        return None
+    folder = context.folder(*runs[0])
+    if folder is None:
+        return None
+    train, val = read_curve(folder, "train_loss"), read_curve(folder, "val_loss")
+    if not train and not val:
+        return None
+    path = plot_train_val_loss(train, val, context.figures / "loss_curves.png")
+    return Figure(path, "training and validation loss per epoch",
+                  "The run's training loss (averaged over each epoch's batches, with "
+                  "augmentation) and validation loss after each epoch.")
 
 
 # ------------------------------------------------------------------------------------------

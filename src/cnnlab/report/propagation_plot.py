@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cnnlab.report.style import color, figure, save
+from cnnlab.report.style import color, figure, integer_ticks, save
 
 
 def plot_propagation(reports: list[dict], path: str | Path) -> Path:
@@ -29,6 +29,7 @@ def plot_propagation(reports: list[dict], path: str | Path) -> Path:
                  xlabel="depth (weight layer)", ylabel="gradient norm per sample", yscale="log")
     for axis in (forward, backward):
         axis.grid(True, which="both", alpha=0.3)
+        integer_ticks(axis.xaxis)
     # One legend for both panels, below them, so it never hides a curve.
     fig.legend(*forward.get_legend_handles_labels(), loc="outside lower center", fontsize=8,
                ncols=1 if len(reports) > 3 else len(reports))
