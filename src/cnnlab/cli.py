@@ -8,7 +8,7 @@ import sys
 import warnings
 from collections.abc import Callable
 
-from cnnlab.errors import EXPECTED_STOPS, Interrupted, UserError
+from cnnlab.errors import EXPECTED_STOPS, Interrupted, NonFiniteLossError, UserError
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -100,6 +100,11 @@ def _train_here(args: argparse.Namespace) -> int:
         summary = train(cfg, out=args.out, progress=not args.quiet)
     if not main_process or summary.get("already_finished"):
         return 0  # one process reports
+    if summary.get("status") == "diverged":
+        print(f"error: the run diverged: {summary.get('diverged_reason', 'a non-finite loss')}; "
+              f"lower optim.lr or check the data (run folder: {summary['run_dir']})",
+              file=sys.stderr)
+        return NonFiniteLossError.exit_code
     if args.json:
         _print_json(summary)
         return 0

@@ -605,4 +605,13 @@ def _summary(cfg: Config, run: RunDir, assembly, status: str, pos: Position, sec
         summary["images_per_s"] = images / max(sum(h["train_seconds"] for h in pos.history),
                                                1e-9)
     summary.update(extra or {})
+    not_finite = [key for key in ("final_val_loss", "final_train_loss")
+                  if isinstance(summary.get(key), float) and not math.isfinite(summary[key])]
+    if status == "completed" and not_finite:
+        # Every training step's loss was finite, yet the network it left is not (a NaN validation
+        # loss from, say, overflowing batch-norm statistics): that is a diverged run, for every
+        # reader of the summary alike, not a completed one with a missing metric.
+        summary["status"] = "diverged"
+        which = "validation" if "val" in not_finite[0] else "training"
+        summary["diverged_reason"] = f"the final {which} loss is {summary[not_finite[0]]}"
     return summary

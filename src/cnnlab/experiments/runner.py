@@ -109,6 +109,11 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, threads: int | None,
         if key in summary:
             trial.set_user_attr(key, summary[key])
     value = metric_value(summary, metric)
+    if summary.get("status") == "diverged":
+        trial.set_user_attr("status", "diverged")
+        trial.set_user_attr("error", summary.get("diverged_reason", "a non-finite loss"))
+        study.tell(trial, state=TrialState.FAIL)
+        return "diverged"
     if summary.get("status") == "pruned":
         trial.set_user_attr("status", "pruned")
         study.tell(trial, state=TrialState.PRUNED)
