@@ -228,8 +228,9 @@ def _inspect_table(path: str, report: dict) -> str:
 
 @command("schedule")
 def _schedule(args: argparse.Namespace) -> int:
-    from cnnlab.components.schedules import build_schedule, trace
+    from cnnlab.components.schedules import trace
     from cnnlab.config import load_config
+    from cnnlab.configured_schedule import schedule_for_config
     from cnnlab.data import load_data
     from cnnlab.data.loaders import batches_per_epoch
     from cnnlab.outputs import check_plot_file
@@ -237,7 +238,8 @@ def _schedule(args: argparse.Namespace) -> int:
     check_plot_file(args.plot)
     cfg = load_config(args.config, args.override)
     data = load_data(cfg.data)
-    result = trace(build_schedule(cfg, batches_per_epoch(len(data.train), cfg.data.batch_size)))
+    result = trace(schedule_for_config(cfg, batches_per_epoch(len(data.train),
+                                                           cfg.data.batch_size)))
     if args.plot:
         from cnnlab.report.lr_plots import plot_schedule
 

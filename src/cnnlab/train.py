@@ -30,8 +30,9 @@ from cnnlab.checkpoint import (LAST, PREVIOUS, DamagedCheckpoint, load_for_resum
                                read_checkpoint, save_checkpoint, save_weights)
 from cnnlab.config_changes import check_resume_config
 from cnnlab.components.optimizers import build_optimizer, momentum_key, set_hyperparameters
-from cnnlab.components.schedules import build_schedule, optimizer_steps_per_epoch
+from cnnlab.components.schedules import optimizer_steps_per_epoch
 from cnnlab.config import Config, dump_yaml, load_config, to_dict
+from cnnlab.configured_schedule import schedule_for_config
 from cnnlab.diagnostics import UPDATE_RATIO_MIN_LR_SHARE, Diagnostics
 from cnnlab.errors import DiskFull, Interrupted, NonFiniteLossError, UserError
 from cnnlab.evaluate import TOP5_MIN_CLASSES, evaluate
@@ -211,7 +212,7 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
     steps_per_epoch = optimizer_steps_per_epoch(batches.steps_per_epoch, accumulate)
     micro_per_epoch = steps_per_epoch * accumulate
     optimizer = build_optimizer(cfg.optim, model, images_per_step(cfg))
-    schedule = build_schedule(cfg, batches.steps_per_epoch)
+    schedule = schedule_for_config(cfg, batches.steps_per_epoch)
     momentum_name = momentum_key(cfg.optim)
     peak_lr = max(schedule.lr(t) for t in range(0, schedule.ctx.total_steps,
                                                 max(1, schedule.ctx.total_steps // 1000)))

@@ -452,8 +452,9 @@ def schedule_trace(best_folder: Path | None, assembly) -> dict | None:
     """The LR of every optimizer step of the best run, computed from its config alone."""
     if best_folder is None:
         return None
-    from cnnlab.components.schedules import build_schedule, trace
+    from cnnlab.components.schedules import trace
     from cnnlab.config import load_config
+    from cnnlab.configured_schedule import schedule_for_config
     from cnnlab.data.loaders import batches_per_epoch
 
     cfg = load_config(best_folder / "config.yaml")
@@ -465,7 +466,7 @@ def schedule_trace(best_folder: Path | None, assembly) -> dict | None:
         per_epoch = batches_per_epoch(len(assembly.data.train), cfg.data.batch_size)
     else:
         return None
-    result = trace(build_schedule(cfg, per_epoch))
+    result = trace(schedule_for_config(cfg, per_epoch))
     return result if result["lr"] else None
 
 
