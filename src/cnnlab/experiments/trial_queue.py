@@ -9,7 +9,7 @@ and the next worker to claim it resumes the run from its checkpoint.
 
 Optuna's public API has no atomic claim and no way back from RUNNING, so this is the one module
 of cnnlab that touches Optuna's private attributes (`study._storage`, `study._study_id`,
-`trial._trial_id`); tests/unit/test_experiment_modules.py keeps it so.
+`trial._trial_id`); tests/unit/test_study.py keeps it so.
 """
 
 from __future__ import annotations
