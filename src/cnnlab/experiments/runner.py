@@ -16,7 +16,8 @@ from optuna.trial import TrialState
 
 from cnnlab.config import load_config
 from cnnlab.errors import Interrupted, NonFiniteLossError
-from cnnlab.experiments.design import choice_text, folder_name
+from cnnlab.experiments.design import choice_text, folder_name, load_space_dict
+from cnnlab.experiments.trial_queue import hand_back
 from cnnlab.train import resume, train
 
 MAXIMIZE_HINTS = ("acc", "top5")
@@ -34,8 +35,6 @@ def metric_value(summary: dict, metric: str) -> float | None:
 
 def search_overrides(trial: optuna.Trial, space: dict) -> list[str]:
     """Ask the sampler for this trial's point of the search space, as config overrides."""
-    from cnnlab.experiments.design import load_space_dict
-
     result = []
     for key, entry in load_space_dict(space).items():
         if hasattr(entry, "choices"):
@@ -89,7 +88,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, threads: int | None,
             summary = train(cfg, out=folder, progress=progress, on_epoch=observe)
     except Interrupted:
         # Stopped on request with a checkpoint written: hand the run back at once.
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)
+        hand_back(study, trial)
         raise
     except NonFiniteLossError as error:
         trial.set_user_attr("status", "diverged")
