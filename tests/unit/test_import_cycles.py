@@ -13,7 +13,9 @@ every module's syntax tree, so no module is imported to check it:
   the package a false cycle through cnnlab/__init__.py;
 - imports inside a module-level `__getattr__` of a package `__init__` are not counted: that is
   the lazy re-export (PEP 562) that lets `cnnlab.train` exist without importing torch at
-  `import cnnlab`, and it runs only after both sides are fully imported.
+  `import cnnlab`, and it runs only after both sides are fully imported;
+- imports under `if TYPE_CHECKING:` are not counted: they never run, they only name the types
+  of annotations, which `from __future__ import annotations` leaves unevaluated.
 """
 
 from __future__ import annotations
@@ -46,10 +48,20 @@ def lazy_export_nodes(tree: ast.Module, is_package: bool) -> set[int]:
             for node in ast.walk(statement)}
 
 
+def type_checking_nodes(tree: ast.Module) -> set[int]:
+    """The ids of the nodes inside `if TYPE_CHECKING:` blocks, which never run."""
+    return {id(node) for statement in ast.walk(tree)
+            if isinstance(statement, ast.If) and (
+                (isinstance(statement.test, ast.Name) and statement.test.id == "TYPE_CHECKING")
+                or (isinstance(statement.test, ast.Attribute)
+                    and statement.test.attr == "TYPE_CHECKING"))
+            for branch in statement.body for node in ast.walk(branch)}
+
+
 def imported_modules(tree: ast.Module, name: str, is_package: bool,
                      modules: dict[str, Path], package: str) -> set[str]:
     """The package's modules that the module `name` imports, anywhere in it."""
-    skipped = lazy_export_nodes(tree, is_package)
+    skipped = lazy_export_nodes(tree, is_package) | type_checking_nodes(tree)
     own_package = name if is_package else name.rpartition(".")[0]
     found = set()
     for node in ast.walk(tree):
