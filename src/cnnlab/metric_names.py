@@ -19,6 +19,9 @@ from __future__ import annotations
 import math
 from typing import Literal, get_args
 
+# What compare, report, ablate and search measure when not told.
+DEFAULT_METRIC = "val_acc"
+
 # The per-epoch metrics that settings (early stopping, plateau) can watch. ema_* exist only when
 # train.ema is set; val_top5 only with 10 or more classes.
 MetricName = Literal["val_loss", "val_acc", "val_top5", "train_loss", "train_acc",

@@ -16,8 +16,8 @@ import yaml
 
 from cnnlab.errors import UserError
 from cnnlab.experiments import statistics as stats
-from cnnlab.metric_names import direction_words, higher_is_better, loss_diverged, \
-    metric_bounds, summary_key, summary_metrics, summary_value
+from cnnlab.metric_names import DEFAULT_METRIC, direction_words, higher_is_better, \
+    loss_diverged, metric_bounds, summary_key, summary_metrics, summary_value
 from cnnlab.rundir import read_json_file, read_json_lines
 
 # Keys that differ between runs without being a choice someone made.
@@ -74,7 +74,7 @@ def from_study(storage_url: str | None, name: str, metric: str | None = None) ->
     study = load_study(open_existing_storage(storage_url, name), name,
                        describe_storage(storage_url))
     attrs = study.user_attrs
-    metric = metric or attrs.get("metric", "val_acc")
+    metric = metric or attrs.get("metric", DEFAULT_METRIC)
     if attrs.get("kind") == "search":
         raise UserError(f"study {name} is a search; compare takes ablations (use `cnnlab report` "
                         "or optuna-dashboard to look at a search)")
@@ -136,7 +136,7 @@ def find_runs(paths: list[str]) -> list[Path]:
     return runs
 
 
-def from_runs(paths: list[str], metric: str = "val_acc") -> Results:
+def from_runs(paths: list[str], metric: str = DEFAULT_METRIC) -> Results:
     runs = find_runs(paths)
     if not runs:
         raise UserError(f"no run folders (with summary.json) under {', '.join(paths)}")
