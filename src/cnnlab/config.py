@@ -22,7 +22,7 @@ from cnnlab.components.optimizers import OptimizerSpec
 from cnnlab.components.schedules import ScheduleSpec
 from cnnlab.data.sources import DATASETS
 from cnnlab.errors import ConfigError, UserError, did_you_mean
-from cnnlab.metrics import MetricName
+from cnnlab.metric_names import MetricName, averaged_by
 from cnnlab.models import ModelSpec
 from cnnlab.options import NOT_A_NUMBER, Options
 
@@ -157,7 +157,8 @@ class TrainConfig(Options):
 
     @model_validator(mode="after")
     def _ema_metric_needs_ema(self):
-        if self.early_stopping and self.early_stopping.metric.startswith("ema_") and not self.ema:
+        if self.early_stopping and averaged_by(self.early_stopping.metric) == "ema" and \
+                not self.ema:
             raise ValueError(f"train.early_stopping.metric {self.early_stopping.metric} watches "
                              "the weight average, but train.ema is off; set train.ema (e.g. "
                              "{decay: 0.999}) or watch val_loss")
@@ -214,7 +215,7 @@ class Config(Options):
     @model_validator(mode="after")
     def _plateau_metric_exists(self):
         metric = getattr(self.schedule, "metric", None)
-        if metric and metric.startswith("ema_") and not self.train.ema:
+        if metric and averaged_by(metric) == "ema" and not self.train.ema:
             raise ValueError(f"schedule.metric {metric} watches the weight average, but "
                              "train.ema is off; set train.ema or watch val_loss")
         return self

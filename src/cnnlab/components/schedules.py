@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cnnlab.metrics import MetricName
+from cnnlab.metric_names import MetricName
 from cnnlab.options import Options, tagged_union
 from cnnlab.registry import Registry
 

@@ -18,19 +18,8 @@ from cnnlab.config import load_config
 from cnnlab.errors import Interrupted, NonFiniteLossError
 from cnnlab.experiments.design import choice_text, folder_name, load_space_dict
 from cnnlab.experiments.trial_queue import hand_back
+from cnnlab.metric_names import RECORDED_IN_TRIALS, summary_value
 from cnnlab.train import resume, train
-
-MAXIMIZE_HINTS = ("acc", "top5")
-
-
-def direction(metric: str) -> str:
-    return "maximize" if any(h in metric for h in MAXIMIZE_HINTS) else "minimize"
-
-
-def metric_value(summary: dict, metric: str) -> float | None:
-    """The run's value of `metric`: a summary key (test_acc, best_val_acc) or final_<metric>."""
-    value = summary.get(metric, summary.get(f"final_{metric}"))
-    return float(value) if value is not None and math.isfinite(float(value)) else None
 
 
 def search_overrides(trial: optuna.Trial, space: dict) -> list[str]:
@@ -102,12 +91,10 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, threads: int | None,
         study.tell(trial, state=TrialState.FAIL)
         return "failed"
 
-    for key in ("final_val_acc", "final_val_loss", "best_val_acc", "test_acc", "test_loss",
-                "final_train_loss", "final_ema_val_acc", "final_swa_val_acc", "epochs_completed",
-                "seconds"):
+    for key in RECORDED_IN_TRIALS:
         if key in summary:
             trial.set_user_attr(key, summary[key])
-    value = metric_value(summary, metric)
+    value = summary_value(summary, metric)
     if summary.get("status") == "diverged":
         trial.set_user_attr("status", "diverged")
         trial.set_user_attr("error", summary.get("diverged_reason", "a non-finite loss"))

@@ -14,9 +14,9 @@ import optuna
 
 from cnnlab.errors import UserError
 from cnnlab.experiments.design import choice_text, load_space_dict
-from cnnlab.experiments.runner import direction
 from cnnlab.experiments.store import load_study
 from cnnlab.experiments.trial_queue import claim
+from cnnlab.metric_names import direction
 from cnnlab.seeding import derive_seed
 
 # The attributes that make two launches the same experiment (one resumes the other).

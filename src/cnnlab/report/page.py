@@ -17,12 +17,13 @@ from pathlib import Path
 from cnnlab import __version__
 from cnnlab.errors import UserError
 from cnnlab.experiments.compare import analyse, apply_baseline
+from cnnlab.metric_names import higher_is_better, per_epoch_metric
 from cnnlab.report import blocks
 from cnnlab.report.blocks import Details, Figure, Paragraph, Section, Table
 from cnnlab.report.render_html import render_html
 from cnnlab.report.render_markdown import render_markdown
-from cnnlab.report.sources import ReportInput, finite, load_input, locate_run, \
-    per_epoch_metric, read_curve, read_json
+from cnnlab.report.sources import ReportInput, finite, load_input, locate_run, read_curve, \
+    read_json
 
 SECTION_IDS = ("what-was-run", "results", "learning-curves", "final-metric", "effects",
                "lr-schedule", "init-signal", "diagnostics", "errors-of-best-run")
@@ -57,7 +58,7 @@ class Context:
 
     @property
     def higher(self) -> bool:
-        return self.analysis["direction"] == "higher is better"
+        return higher_is_better(self.metric)
 
     def runs(self) -> list[tuple[tuple, int, float | None]]:
         """(combination, seed, value) of every finished run, in the table's order."""
