@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from cnnlab.config import load_config
 from cnnlab.errors import Interrupted, NonFiniteLossError
 from cnnlab.experiments.design import choice_text, folder_name
+from cnnlab.rundir import RunDir
 from cnnlab.train import resume, train
 
 MAXIMIZE_HINTS = ("acc", "top5")
@@ -82,7 +83,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, threads: int | None,
             trial.report(value, record["epoch"])
             return pruning and trial.should_prune()
 
-        if (folder / "config.yaml").exists():
+        if RunDir.at(folder).config.exists():
             summary = resume(folder, progress=progress, on_epoch=observe)
         else:
             cfg = load_config(attrs["config"], extra)
