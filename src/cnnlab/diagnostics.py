@@ -404,12 +404,13 @@ def diagnose(run_dir: Path) -> dict:
     from cnnlab.errors import UserError
 
     run_dir = Path(run_dir)
-    meta_path = RunDir.at(run_dir).diagnostics_meta_path
+    run = RunDir.at(run_dir)
+    meta_path = run.diagnostics_meta_path
     if not meta_path.exists():
         raise UserError(f"{run_dir} has no diagnostics ({meta_path.name} is missing): it was "
                         "trained with diagnostics.every=0 or is not a run folder")
     meta = json.loads(meta_path.read_text())
-    with np.load(RunDir.at(run_dir).diagnostics_path, allow_pickle=False) as data:
+    with np.load(run.diagnostics_path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
     weighted = {name: i for i, name in enumerate(arrays["weighted_names"].tolist())}
     layers = []
