@@ -76,13 +76,13 @@ def test_a_full_disk_while_writing_the_summary_is_reported_too(tmp_path, monkeyp
     real = rundir.replace_atomically
     written = []
 
-    def write_atomic(path, text):
+    def full_on_the_third_summary(path, text):
         written.append(path.name)
         if path.name == "summary.json" and written.count("summary.json") == 3:
             raise OSError(errno.ENOSPC, "No space left on device")
         real(path, text)
 
-    monkeypatch.setattr(rundir, "replace_atomically", write_atomic)
+    monkeypatch.setattr(rundir, "replace_atomically", full_on_the_third_summary)
     with pytest.raises(DiskFull, match="is full"):
         train(load_config(tiny_config(tmp_path, epochs=3)), out=tmp_path / "run", progress=False)
     assert summary(tmp_path / "run")["status"] == "interrupted"

@@ -6,7 +6,6 @@ messages that mention a file) is allowed: only a literal that is a path is a fil
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
 from cnnlab import rundir
 from tests.conftest import ROOT
