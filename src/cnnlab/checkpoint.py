@@ -26,10 +26,11 @@ from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
+from cnnlab.atomic import fsync_directory, replace_atomically, temporary_for, write_file
 from cnnlab.errors import UserError
+from cnnlab.rundir import LAST_CHECKPOINT as LAST
+from cnnlab.rundir import PREVIOUS_CHECKPOINT as PREVIOUS
 
-LAST = "last.pt"
-PREVIOUS = "previous.pt"
 DAMAGED_SUFFIX = ".damaged"
 # What `fit` reads back from every checkpoint; one without them cannot be resumed.
 REQUIRED_KEYS = ("format", "model", "optimizer", "schedule", "position", "rng")
@@ -39,46 +40,20 @@ class DamagedCheckpoint(Exception):
     """A checkpoint file that cannot be read or lacks what a resume needs."""
 
 
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def write_durably(path: Path, data: bytes | memoryview) -> None:
-    """Write `data` to `path` and flush it to disk. A failed write (a full disk) removes the
-    partial file, so that it neither takes the space nor looks like a checkpoint."""
-    try:
-        with open(path, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException as error:
-        path.unlink(missing_ok=True)
-        if isinstance(error, OSError) and error.filename is None:
-            # A failed write() does not say which file; the message should.
-            raise OSError(error.errno, error.strerror, str(path)) from error
-        raise
-
-
 def save_checkpoint(state: dict, directory: Path) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
-    temporary = directory / f"{LAST}.tmp"
+    last = directory / LAST
+    temporary = temporary_for(last)
     # Serialized in memory first: torch.save straight into a file turns a full disk into an
     # obscure "unexpected pos" RuntimeError, while a plain write raises OSError(ENOSPC).
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    write_durably(temporary, buffer.getbuffer())
-    last = directory / LAST
+    write_file(temporary, buffer.getbuffer(), durable=True)
+    # Not one atomic replace: the old last.pt is kept as previous.pt first.
     if last.exists():
         os.replace(last, directory / PREVIOUS)
     os.replace(temporary, last)
-    _fsync_directory(directory)
+    fsync_directory(directory)
     return last
 
 
@@ -171,10 +146,8 @@ def canonical_safetensors(data: bytes) -> bytes:
 
 def save_weights(model: nn.Module, path: Path, metadata: dict[str, str]) -> None:
     # Written by Python's open(), so the file gets the same permissions as the run's others.
-    temporary = path.with_name(path.name + ".tmp")
     data = canonical_safetensors(safetensors_bytes(cpu_state_dict(model), metadata=metadata))
-    write_durably(temporary, data)
-    os.replace(temporary, path)
+    replace_atomically(path, data, durable=True)
 
 
 def load_weights(model: nn.Module, path: Path) -> None:

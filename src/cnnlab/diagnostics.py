@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,7 +29,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from cnnlab.atomic import replace_atomically
 from cnnlab.components.kinds import layer_kind
+from cnnlab.rundir import RunDir
 from cnnlab.sampling import BUDGET, Sampling
 from cnnlab.unit_health import dead_fraction, is_dead, is_saturated, saturated_fraction
 
@@ -39,10 +40,8 @@ BINS = 64
 # tens of thousands of values on CIFAR-size maps, and reading whole 512-image batches made a
 # sample cost several plain steps on a 2-core CPU (bench/loop_overhead.py).
 SAMPLE_IMAGES = 64
-FILE = "diagnostics.npz"
 PER_LAYER = ("mean", "std", "peak", "finite", "saturated", "dead")  # every hooked layer
 PER_WEIGHT = ("weight_norm", "grad_norm", "update_ratio")  # conv and linear layers
-ALARMS = "diagnostics.json"
 
 # Alarm thresholds; see the comment on each check in `Diagnostics._judge`. Dead and saturated
 # are judged as `cnnlab inspect` judges them (`cnnlab.unit_health`).
@@ -366,16 +365,16 @@ class Diagnostics:
     def save(self, folder: Path, summary: dict | None = None) -> None:
         """Arrays to diagnostics.npz, alarms and layer names to diagnostics.json (atomically)."""
         arrays = records_to_arrays(self.records, self.layers, self.weighted)
-        temporary = folder / f"{FILE}.tmp.npz"
-        np.savez_compressed(temporary, **arrays)
-        os.replace(temporary, folder / FILE)
+        run = RunDir.at(folder)
+        replace_atomically(run.diagnostics_path,
+                           lambda handle: np.savez_compressed(handle, **arrays))
         meta = {"layers": [{"name": l.name, "kind": l.kind} for l in self.layers],
                 "weighted": [self.layers[i].name for i in self.weighted],
                 "every": self.every, "bins": BINS, "alarms": self.alarms,
                 "overhead": self.overhead()}
         meta.update(summary or {})
-        (folder / f"{ALARMS}.tmp").write_text(json.dumps(meta, indent=1, default=_plain))
-        os.replace(folder / f"{ALARMS}.tmp", folder / ALARMS)
+        replace_atomically(run.diagnostics_meta_path,
+                           json.dumps(meta, indent=1, default=_plain))
 
 
 def _stack(values: list[torch.Tensor], device: torch.device,
@@ -434,7 +433,7 @@ def records_to_arrays(records: list[Sample], layers: list[Layer], weighted: list
 
 
 def load_records(folder: Path) -> list[Sample]:
-    path = folder / FILE
+    path = RunDir.at(folder).diagnostics_path
     if not path.exists():
         return []
     with np.load(path, allow_pickle=False) as data:
@@ -450,12 +449,13 @@ def diagnose(run_dir: Path) -> dict:
     from cnnlab.errors import UserError
 
     run_dir = Path(run_dir)
-    meta_path = run_dir / ALARMS
+    run = RunDir.at(run_dir)
+    meta_path = run.diagnostics_meta_path
     if not meta_path.exists():
-        raise UserError(f"{run_dir} has no diagnostics ({ALARMS} is missing): it was trained with "
-                        "diagnostics.every=0 or is not a run folder")
+        raise UserError(f"{run_dir} has no diagnostics ({meta_path.name} is missing): it was "
+                        "trained with diagnostics.every=0 or is not a run folder")
     meta = json.loads(meta_path.read_text())
-    with np.load(run_dir / FILE, allow_pickle=False) as data:
+    with np.load(run.diagnostics_path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
     weighted = {name: i for i, name in enumerate(arrays["weighted_names"].tolist())}
     layers = []

@@ -9,6 +9,12 @@
     checkpoints/        last.pt, previous.pt, best.safetensors
     model.safetensors   the final weights, written when training ends
     classes.json        class names (in label order) and the input shape, for `cnnlab predict`
+    diagnostics.npz     the sampled per-layer statistics (when diagnostics are on)
+    diagnostics.json    their layers, alarms and measured overhead
+
+Every file name of a run folder is defined here and nowhere else: other modules take the paths
+from a `RunDir` (or these constants), so that a renamed or added file is one edit. Analysis opens
+a folder with `RunDir.open` or `RunDir.at`, which never lock it.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import time
 import warnings
 from pathlib import Path
 
+from cnnlab.atomic import replace_atomically
 from cnnlab.errors import UserError
 
 CONFIG = "config.yaml"
@@ -34,6 +41,12 @@ FINAL_WEIGHTS = "model.safetensors"
 BEST_WEIGHTS = "best.safetensors"
 CONFIG_HASH = "config.sha256"
 LOCK = ".lock"
+CLASSES = "classes.json"
+DIAGNOSTICS = "diagnostics.npz"
+DIAGNOSTICS_META = "diagnostics.json"  # layers, alarms and overhead of diagnostics.npz
+# Inside CHECKPOINTS; cnnlab.checkpoint rotates last -> previous on every save.
+LAST_CHECKPOINT = "last.pt"
+PREVIOUS_CHECKPOINT = "previous.pt"
 
 
 def config_hash(resolved: dict) -> str:
@@ -58,7 +71,6 @@ def _cannot_create(path: Path, error: OSError, doing: str = "create the run fold
     else:
         why = error.strerror or str(error)
     return UserError(f"cannot {doing} {_shown(path)}: {why}; {fix}")
-CLASSES = "classes.json"
 
 
 def _json_safe(value):
@@ -110,18 +122,8 @@ def read_json_file(path: Path) -> dict | None:
         return None
 
 
-def write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        temporary.write_text(text)
-    except OSError:
-        temporary.unlink(missing_ok=True)  # a full disk leaves no half-written file behind
-        raise
-    os.replace(temporary, path)
-
-
 def write_json(path: Path, data) -> None:
-    write_atomic(path, json.dumps(_json_safe(data), indent=2) + "\n")
+    replace_atomically(path, json.dumps(_json_safe(data), indent=2) + "\n")
 
 
 def new_run_path(name: str, root: Path = Path("runs")) -> Path:
@@ -174,7 +176,7 @@ class RunDir:
         """Hold an exclusive lock on the run folder until `unlock` or the process ends (the OS
         drops it even on kill -9, so a killed run can be resumed at once)."""
         try:
-            handle = open(self.path / LOCK, "a")
+            handle = open(self.lock_path, "a")
         except OSError as error:
             raise _cannot_create(self.path, error, "write in the run folder",
                                  "a run is trained and resumed where it may write") from None
@@ -202,6 +204,12 @@ class RunDir:
                             "`cnnlab train` printed")
         return cls(path)
 
+    @classmethod
+    def at(cls, path: Path) -> RunDir:
+        """The run folder at `path`, unchecked and never locked: for analysis that reads what
+        may be there (a folder still being written, or one that never got its config)."""
+        return cls(Path(path))
+
     # Paths
     @property
     def config(self) -> Path:
@@ -223,34 +231,76 @@ class RunDir:
     def summary_path(self) -> Path:
         return self.path / SUMMARY
 
+    @property
+    def metrics_path(self) -> Path:
+        return self.path / METRICS
+
+    @property
+    def config_hash_path(self) -> Path:
+        return self.path / CONFIG_HASH
+
+    @property
+    def environment_path(self) -> Path:
+        return self.path / ENVIRONMENT
+
+    @property
+    def classes_path(self) -> Path:
+        return self.path / CLASSES
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path / LOCK
+
+    @property
+    def diagnostics_path(self) -> Path:
+        return self.path / DIAGNOSTICS
+
+    @property
+    def diagnostics_meta_path(self) -> Path:
+        return self.path / DIAGNOSTICS_META
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints / LAST_CHECKPOINT
+
+    @property
+    def previous_checkpoint(self) -> Path:
+        return self.checkpoints / PREVIOUS_CHECKPOINT
+
     # Reading and writing
     def write_config(self, text: str) -> None:
-        write_atomic(self.config, text)
+        replace_atomically(self.config, text)
+
+    def read_config_text(self) -> str | None:
+        """The resolved config as written (YAML text); None when the folder has none."""
+        return self.config.read_text() if self.config.exists() else None
 
     def write_config_hash(self, resolved: dict) -> None:
-        write_atomic(self.path / CONFIG_HASH, config_hash(resolved) + "\n")
+        replace_atomically(self.config_hash_path, config_hash(resolved) + "\n")
 
     def read_config_hash(self) -> str | None:
-        path = self.path / CONFIG_HASH
+        path = self.config_hash_path
         return path.read_text().strip() if path.exists() else None
 
     def write_environment(self, env: dict) -> None:
-        write_json(self.path / ENVIRONMENT, env)
+        write_json(self.environment_path, env)
 
     def write_metrics(self, history: list[dict]) -> None:
         """Rewrite metrics.jsonl from the history a checkpoint holds, so that the file never
         has lines from epochs a resumed run will repeat."""
         lines = "".join(json.dumps(_json_safe(h)) + "\n" for h in history)
-        write_atomic(self.path / METRICS, lines)
+        replace_atomically(self.metrics_path, lines)
 
     def append_metrics(self, record: dict) -> None:
-        with open(self.path / METRICS, "a") as handle:
+        with open(self.metrics_path, "a") as handle:
             handle.write(json.dumps(_json_safe(record)) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
 
     def read_metrics(self) -> list[dict]:
-        path = self.path / METRICS
+        """Every complete line of metrics.jsonl ([] without the file); a torn last line is
+        skipped with a TornFileWarning."""
+        path = self.metrics_path
         if not path.exists():
             return []
         return read_json_lines(path)
@@ -259,13 +309,14 @@ class RunDir:
         write_json(self.summary_path, summary)
 
     def read_summary(self) -> dict | None:
+        """summary.json; None when it is missing or torn (status unknown)."""
         return read_json_file(self.summary_path)
 
     def write_classes(self, classes: list[str], in_channels: int,
                       image_size: tuple[int, int]) -> None:
         """What a prediction needs beyond config.yaml: the name of each output and the input
         shape the network was trained on."""
-        write_json(self.path / CLASSES, {"classes": list(classes), "in_channels": in_channels,
+        write_json(self.classes_path, {"classes": list(classes), "in_channels": in_channels,
                                          "image_size": list(image_size)})
 
     def read_classes(self) -> dict | None:

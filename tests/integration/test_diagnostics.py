@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import cnnlab
-from cnnlab.diagnostics import FILE, VANISHING_SAMPLES, Diagnostics, diagnose
+from cnnlab.diagnostics import VANISHING_SAMPLES, Diagnostics, diagnose
+from cnnlab.rundir import DIAGNOSTICS
 from cnnlab.errors import NonFiniteLossError
 from tests.conftest import ROOT, cli
 
@@ -75,7 +76,7 @@ def test_diagnose_cli_json_plots_and_compact_storage(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["diagnostics"]["overhead"]["fraction"] == pytest.approx(
         result["overhead"]["fraction"])
-    with np.load(out / FILE) as data:
+    with np.load(out / DIAGNOSTICS) as data:
         samples, layers = data["std"].shape
         # 40 steps: every 10 would give 4 samples, under the minimum of 20, so the interval
         # narrows to 2: steps 0, 1, 2 and then 4, 6, ..., 38.

@@ -77,9 +77,9 @@ def run_cli(capsys, *args: str) -> tuple[int, str, str]:
 
 
 class FullDisk:
-    """Stands in for `open` in cnnlab.checkpoint: after `checkpoints` checkpoint files were
-    written, every file opened for writing takes `partial` bytes and then fails with ENOSPC,
-    as a disk that filled up."""
+    """Stands in for `open` in cnnlab.atomic: after `checkpoints` checkpoint files were written,
+    every checkpoint or weights file opened for writing takes `partial` bytes and then fails with
+    ENOSPC, as a disk that filled up (the run folder's small files still fit)."""
 
     def __init__(self, checkpoints: int, partial: int = 100):
         self.checkpoints, self.partial, self.seen = checkpoints, partial, 0
@@ -88,7 +88,7 @@ class FullDisk:
         import builtins
 
         handle = builtins.open(path, mode, *args, **kwargs)
-        if "w" not in mode:
+        if "w" not in mode or not Path(path).name.endswith((".pt.tmp", ".safetensors.tmp")):
             return handle
         if self.seen < self.checkpoints:
             self.seen += Path(path).name == "last.pt.tmp"

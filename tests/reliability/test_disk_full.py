@@ -16,11 +16,11 @@ from tests.reliability.runs import FullDisk, checkpoint_position, summary, tiny_
 # Run in a fresh interpreter: the files written after the first checkpoint fail as on a full disk.
 FULL_DISK_CLI = """
 import sys
-import cnnlab.checkpoint
+import cnnlab.atomic
 from cnnlab.cli import main
 from tests.reliability.runs import FullDisk
 
-cnnlab.checkpoint.open = FullDisk(checkpoints=1)
+cnnlab.atomic.open = FullDisk(checkpoints=1)
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -49,10 +49,10 @@ def test_a_full_disk_then_free_space_resumes_to_the_same_weights(tmp_path, monke
 
     cfg = load_config(tiny_config(tmp_path, epochs=3))
     train(cfg, out=tmp_path / "reference", progress=False)
-    import cnnlab.checkpoint
+    import cnnlab.atomic
 
     # The checkpoint of epoch 1 is written, then the disk is full.
-    monkeypatch.setattr(cnnlab.checkpoint, "open", FullDisk(checkpoints=1), raising=False)
+    monkeypatch.setattr(cnnlab.atomic, "open", FullDisk(checkpoints=1), raising=False)
     with pytest.raises(DiskFull, match="last.pt, is intact") as stop:
         train(cfg, out=tmp_path / "run", progress=False)
     assert "while writing" in str(stop.value) and ".tmp" in str(stop.value)
@@ -73,16 +73,16 @@ def test_a_full_disk_while_writing_the_summary_is_reported_too(tmp_path, monkeyp
     from cnnlab.errors import DiskFull
     from cnnlab.train import train
 
-    real = rundir.write_atomic
+    real = rundir.replace_atomically
     written = []
 
-    def write_atomic(path, text):
+    def full_on_the_third_summary(path, text):
         written.append(path.name)
         if path.name == "summary.json" and written.count("summary.json") == 3:
             raise OSError(errno.ENOSPC, "No space left on device")
         real(path, text)
 
-    monkeypatch.setattr(rundir, "write_atomic", write_atomic)
+    monkeypatch.setattr(rundir, "replace_atomically", full_on_the_third_summary)
     with pytest.raises(DiskFull, match="is full"):
         train(load_config(tiny_config(tmp_path, epochs=3)), out=tmp_path / "run", progress=False)
     assert summary(tmp_path / "run")["status"] == "interrupted"

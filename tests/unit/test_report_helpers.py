@@ -12,13 +12,14 @@ from cnnlab.errors import UserError
 from cnnlab.experiments.compare import Results, analyse
 from cnnlab.report import blocks
 from cnnlab.report.blocks import Cell, Details, Figure, Paragraph, Section, Table
+from cnnlab.metric_names import per_epoch_metric
 from cnnlab.report.figures import mean_ci_band, metric_bounds, metric_label, plot_confusion, \
     plot_dot_and_ci, plot_image_grid, plot_learning_curves
 from cnnlab.report.page import Context, best_run, output_format, read_lr_find
 from cnnlab.report.render_html import render_html, sort_value, table_html
 from cnnlab.report.render_markdown import escape as md_escape
 from cnnlab.report.render_markdown import details_markdown, render_markdown, table_markdown
-from cnnlab.report.sources import ReportInput, per_epoch_metric
+from cnnlab.report.sources import ReportInput
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

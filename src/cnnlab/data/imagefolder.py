@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from cnnlab.atomic import replace_atomically
 from cnnlab.data.arrays import ImageSet
 from cnnlab.errors import DataError
 
@@ -215,9 +216,10 @@ def load_folder(root: Path, classes: list[str] | None, channels: int | None,
                          {"channels": channels, "size": size}), classes, False)
     images = decode_all(files, channels, size, workers)
     cache.mkdir(parents=True, exist_ok=True)
-    temporary = cache / f"images.{os.getpid()}.tmp.npy"
-    np.save(temporary, images, allow_pickle=False)
-    os.replace(temporary, cache / "images.npy")
+    # Named per process: two processes may build the same cache at once.
+    replace_atomically(cache / "images.npy",
+                       lambda handle: np.save(handle, images, allow_pickle=False),
+                       temporary=cache / f"images.{os.getpid()}.tmp.npy")
     (cache / "meta.json").write_text(json.dumps({"root": str(root), "files": len(files),
                                                  "classes": classes}))
     return ImageSet(label_tensor, torch.from_numpy(images)), classes, False

@@ -18,7 +18,7 @@ from cnnlab.errors import UserError
 from cnnlab.experiments import statistics as stats
 from cnnlab.metric_names import DEFAULT_METRIC, direction_words, higher_is_better, \
     loss_diverged, metric_bounds, summary_key, summary_metrics, summary_value
-from cnnlab.rundir import read_json_file, read_json_lines
+from cnnlab.rundir import SUMMARY, RunDir
 
 # Keys that differ between runs without being a choice someone made.
 NOT_FACTORS = {"name", "seed", "data.normalize", "train.threads", "train.device"}
@@ -129,21 +129,21 @@ def find_runs(paths: list[str]) -> list[Path]:
     runs = []
     for item in paths:
         path = Path(item)
-        if (path / "summary.json").exists():
+        if RunDir.at(path).summary_path.exists():
             runs.append(path)
         elif path.is_dir():
-            runs.extend(sorted(p.parent for p in path.rglob("summary.json")))
+            runs.extend(sorted(p.parent for p in path.rglob(SUMMARY)))
     return runs
 
 
 def from_runs(paths: list[str], metric: str = DEFAULT_METRIC) -> Results:
     runs = find_runs(paths)
     if not runs:
-        raise UserError(f"no run folders (with summary.json) under {', '.join(paths)}")
+        raise UserError(f"no run folders (with {SUMMARY}) under {', '.join(paths)}")
     configs, summaries = [], []
     for run in runs:
-        configs.append(_flatten(yaml.safe_load((run / "config.yaml").read_text())))
-        summaries.append(read_json_file(run / "summary.json") or {})  # torn: status unknown
+        configs.append(_flatten(yaml.safe_load(RunDir.at(run).config.read_text())))
+        summaries.append(RunDir.at(run).read_summary() or {})  # torn: status unknown
     keys = sorted({k for c in configs for k in c})
     factors = [k for k in keys if k not in NOT_FACTORS and not k.startswith("data.normalize")
                and len({c.get(k) for c in configs}) > 1]
@@ -168,7 +168,7 @@ def from_runs(paths: list[str], metric: str = DEFAULT_METRIC) -> Results:
         value = summary_value(summary, metric) if summary["status"] == "completed" \
             and not loss_diverged(summary) else None
         results.cells.setdefault(key, {})[seed] = value
-        history = read_json_lines(run / "metrics.jsonl")
+        history = RunDir.at(run).read_metrics()
         results.curves.setdefault(key, {})[seed] = [h.get(metric) for h in history
                                                     if h.get(metric) is not None]
         results.run_dirs.setdefault(key, {})[seed] = str(run)

@@ -31,6 +31,7 @@ from typing import Any
 from optuna.storages.journal import JournalFileBackend
 from optuna.storages.journal._file import get_lock_file
 
+from cnnlab.atomic import replace_atomically
 from cnnlab.rundir import TornFileWarning
 
 RECORD_START = b'{"op_code"'
@@ -151,9 +152,8 @@ class RepairingJournalBackend(JournalFileBackend):
                 data = data[:start] + data[start + length:]
             if cut is not None:
                 data = data[:cut - sum(length for _, length in dropped)]
-            temporary = self._path.with_name(self._path.name + ".repairing")
-            temporary.write_bytes(data)
-            os.replace(temporary, self._path)
+            replace_atomically(self._path, data,
+                               temporary=self._path.with_name(self._path.name + ".repairing"))
             self._log_number_offset = {0: 0}  # the offsets this process remembered moved
         else:
             with open(self._path, "r+b") as handle:

@@ -19,6 +19,7 @@ from cnnlab.errors import Interrupted, NonFiniteLossError
 from cnnlab.experiments.design import choice_text, folder_name, load_space_dict
 from cnnlab.experiments.trial_queue import hand_back
 from cnnlab.metric_names import RECORDED_IN_TRIALS, summary_value
+from cnnlab.rundir import RunDir
 from cnnlab.train import resume, train
 
 
@@ -70,7 +71,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, threads: int | None,
             trial.report(value, record["epoch"])
             return pruning and trial.should_prune()
 
-        if (folder / "config.yaml").exists():
+        if RunDir.at(folder).config.exists():
             summary = resume(folder, progress=progress, on_epoch=observe)
         else:
             cfg = load_config(attrs["config"], extra)

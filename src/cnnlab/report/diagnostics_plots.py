@@ -8,14 +8,15 @@ from pathlib import Path
 import matplotlib.colors as mcolors
 import numpy as np
 
-from cnnlab.diagnostics import BINS, FILE
+from cnnlab.diagnostics import BINS
 from cnnlab.report.style import figure, integer_ticks, save
+from cnnlab.rundir import RunDir
 
 import matplotlib.pyplot as plt  # noqa: E402  (after style set the backend)
 
 
 def _load(run_dir: Path) -> dict:
-    with np.load(Path(run_dir) / FILE, allow_pickle=False) as data:
+    with np.load(RunDir.at(run_dir).diagnostics_path, allow_pickle=False) as data:
         return {k: data[k] for k in data.files}
 
 

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from cnnlab.assemble import Assembly, assemble
 from cnnlab.config import load_config
+from cnnlab.rundir import RunDir
 
 # Settings of the machine that trained the run, re-decided for the machine reading it.
 RUNTIME_OVERRIDES = ["train.device=auto", "train.amp='off'", "train.compile=false",
@@ -24,13 +25,13 @@ RUNTIME_OVERRIDES = ["train.device=auto", "train.amp='off'", "train.compile=fals
 
 def assemble_run(run_dir: Path) -> Assembly:
     """The run's model (freshly initialised, as at step 0) and data, built on this machine."""
-    return assemble(load_config(Path(run_dir) / "config.yaml", RUNTIME_OVERRIDES))
+    return assemble(load_config(RunDir.at(run_dir).config, RUNTIME_OVERRIDES))
 
 
 def weights_of(run_dir: Path) -> Path | None:
     """The final weights, or the best epoch's when the run did not finish."""
-    for candidate in (Path(run_dir) / "model.safetensors",
-                      Path(run_dir) / "checkpoints" / "best.safetensors"):
+    run = RunDir.at(run_dir)
+    for candidate in (run.final_weights, run.best_weights):
         if candidate.exists():
             return candidate
     return None

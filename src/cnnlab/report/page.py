@@ -24,6 +24,7 @@ from cnnlab.report.render_html import render_html
 from cnnlab.report.render_markdown import render_markdown
 from cnnlab.report.sources import ReportInput, finite, load_input, locate_run, read_curve, \
     read_json
+from cnnlab.rundir import RunDir
 
 SECTION_IDS = ("what-was-run", "results", "learning-curves", "final-metric", "effects",
                "lr-schedule", "init-signal", "diagnostics", "errors-of-best-run")
@@ -139,12 +140,11 @@ def read_lr_find(path: str | Path) -> dict:
 
 
 def check_diagnostics_run(run_dir: str | Path) -> Path:
-    from cnnlab.diagnostics import FILE
-
     path = Path(run_dir)
-    if not (path / FILE).exists():
-        raise UserError(f"--diagnostics-run {path} has no {FILE}: give a run folder trained with "
-                        "diagnostics on (diagnostics.every > 0)")
+    samples = RunDir.at(path).diagnostics_path
+    if not samples.exists():
+        raise UserError(f"--diagnostics-run {path} has no {samples.name}: give a run folder "
+                        "trained with diagnostics on (diagnostics.every > 0)")
     return path
 
 
@@ -167,7 +167,7 @@ def collect_sections(context: Context, lr_result: dict | None,
                      diagnostics_dir: Path | None) -> list[Section]:
     best = context.best
     best_folder = best.folder if best and best.folder and \
-        (best.folder / "config.yaml").exists() else None
+        RunDir.at(best.folder).config.exists() else None
     assembly = init_report = None
     if best_folder is not None:
         from cnnlab.propagation import inspect_assembly
@@ -234,7 +234,7 @@ def runs_table(context: Context, runs) -> Table:
     rows = []
     for key, seed, value in runs:
         folder = context.folder(key, seed)
-        summary = read_json(folder / "summary.json") if folder else None
+        summary = read_json(RunDir.at(folder).summary_path) if folder else None
         summary = summary or {}
         rows.append([blocks.text(context.results.label(key)), blocks.number(seed, "d"),
                      blocks.number(value), blocks.text(summary.get("status")),
@@ -254,7 +254,7 @@ def environment_table(context: Context, runs) -> Table | None:
     counts: dict[tuple, int] = {}
     for key, seed, _ in runs:
         folder = context.folder(key, seed)
-        env = read_json(folder / "environment.json") if folder else None
+        env = read_json(RunDir.at(folder).environment_path) if folder else None
         if env:
             entry = tuple(env.get(k) for k in ENVIRONMENT_KEYS)
             counts[entry] = counts.get(entry, 0) + 1
@@ -458,8 +458,9 @@ def schedule_trace(best_folder: Path | None, assembly) -> dict | None:
     from cnnlab.configured_schedule import schedule_for_config
     from cnnlab.data.loaders import batches_per_epoch
 
-    cfg = load_config(best_folder / "config.yaml")
-    summary = read_json(best_folder / "summary.json") or {}
+    run = RunDir.at(best_folder)
+    cfg = load_config(run.config)
+    summary = read_json(run.summary_path) or {}
     steps, epochs = summary.get("steps"), summary.get("epochs_completed")
     if steps and epochs:
         per_epoch = steps // epochs * cfg.train.accumulate
@@ -500,10 +501,11 @@ def init_signal_section(context: Context, report: dict) -> Section:
 
 
 def diagnostics_section(context: Context, run_dir: Path) -> Section | None:
-    from cnnlab.diagnostics import ALARMS, FILE, diagnose
+    from cnnlab.diagnostics import diagnose
     from cnnlab.report.diagnostics_plots import plot_diagnostics
 
-    if not ((run_dir / ALARMS).exists() and (run_dir / FILE).exists()):
+    run = RunDir.at(run_dir)
+    if not (run.diagnostics_meta_path.exists() and run.diagnostics_path.exists()):
         return None  # trained with diagnostics.every=0
     report = diagnose(run_dir)
     if report["samples"] == 0:

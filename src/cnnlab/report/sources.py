@@ -14,9 +14,8 @@ import yaml
 
 from cnnlab.errors import UserError
 from cnnlab.experiments.compare import Results, find_runs, from_runs, from_study
-# per_epoch_metric is kept importable from here, where it lived before cnnlab.metric_names.
-from cnnlab.metric_names import DEFAULT_METRIC, per_epoch_metric  # noqa: F401
-from cnnlab.rundir import read_json_file, read_json_lines
+from cnnlab.metric_names import DEFAULT_METRIC
+from cnnlab.rundir import RunDir, read_json_file
 
 
 @dataclass
@@ -69,8 +68,7 @@ def _from_runs(sources: list[str], metric: str) -> ReportInput:
     results = from_runs(sources, metric)
     runs = find_runs(sources)
     first = _first_baseline_run(results) or (runs[0] if runs else None)
-    text = (first / "config.yaml").read_text() if first and (first / "config.yaml").exists() \
-        else None
+    text = RunDir.at(first).read_config_text() if first else None
     title = f"run {runs[0].name}" if len(runs) == 1 else f"{len(runs)} runs"
     return ReportInput(results, "runs", title, text,
                        f"resolved config of {first}" if first else "", None)
@@ -112,8 +110,5 @@ def finite(value) -> bool:
 
 
 def read_curve(run_dir: Path, metric: str) -> list[float | None]:
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    records = read_json_lines(path)
+    records = RunDir.at(run_dir).read_metrics()
     return [record.get(metric) for record in records if metric in record]
