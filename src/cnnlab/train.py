@@ -195,6 +195,10 @@ class Training:
         return self.assembly.model
 
     @property
+    def device(self) -> torch.device:
+        return self.assembly.runtime.device
+
+    @property
     def main(self) -> bool:
         return self.world.is_main  # only the first process writes files and prints
 
@@ -220,24 +224,25 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
     if checkpoint is not None and "config" in checkpoint:
         accepted_changes = check_resume_config(checkpoint["config"], to_dict(cfg), str(source),
                                                str(run.config), force)
-    t = setup(cfg, run, world, progress)
+    training = setup(cfg, run, world, progress)
     if checkpoint is not None:
-        restore(t, checkpoint, source, accepted_changes)
+        restore(training, checkpoint, source, accepted_changes)
     else:
-        start(t)
+        start(training)
     if world.is_main:
-        run.write_environment({**environment(t.assembly.runtime), "processes": world.size})
-    prepare_networks(t)
-    pos = t.position
-    t.shown.write(f"resuming {run.path} at epoch {pos.epoch + 1}, step {pos.step} (from "
-                  f"{source.name})" if checkpoint is not None else f"run folder: {run.path}")
-    t.started = time.perf_counter() - pos.elapsed
-    write_status(t, "running")
+        run.write_environment({**environment(training.assembly.runtime), "processes": world.size})
+    prepare_networks(training)
+    pos = training.position
+    training.shown.write(f"resuming {run.path} at epoch {pos.epoch + 1}, step {pos.step} "
+                         f"(from {source.name})" if checkpoint is not None
+                         else f"run folder: {run.path}")
+    training.started = time.perf_counter() - pos.elapsed
+    write_status(training, "running")
     with stop_requests() as stop:
-        while pos.epoch < t.cfg.train.epochs and pos.stopped_early is None:
-            clock = train_epoch(t, stop)
-            end_epoch(t, clock, on_epoch)
-    return finish(t)
+        while pos.epoch < training.cfg.train.epochs and pos.stopped_early is None:
+            clock = train_epoch(training, stop)
+            end_epoch(training, clock, on_epoch)
+    return finish(training)
 
 
 def setup(cfg: Config, run: RunDir, world: distributed.World, progress: bool) -> Training:
@@ -251,8 +256,8 @@ def setup(cfg: Config, run: RunDir, world: distributed.World, progress: bool) ->
     steps_per_epoch = optimizer_steps_per_epoch(batches.steps_per_epoch, accumulate)
     optimizer = build_optimizer(cfg.optim, model, images_per_step(cfg))
     schedule = build_schedule(cfg, batches.steps_per_epoch)
-    peak_lr = max(schedule.lr(t) for t in range(0, schedule.ctx.total_steps,
-                                                max(1, schedule.ctx.total_steps // 1000)))
+    peak_lr = max(schedule.lr(step) for step in range(0, schedule.ctx.total_steps,
+                                                      max(1, schedule.ctx.total_steps // 1000)))
     scaler = torch.amp.GradScaler(runtime.device.type) if runtime.amp == "fp16" else None
     ema = (WeightEma(model, cfg.train.ema.decay, cfg.train.ema.warmup_steps, cfg.train.ema.every)
            if cfg.train.ema else None)
@@ -307,78 +312,79 @@ def _check_against_data(cfg: Config, assembly: Assembly, batches: TrainBatches) 
                             "watch val_acc or val_loss")
 
 
-def restore(t: Training, checkpoint: dict, source: Path, accepted_changes: list[dict]) -> None:
+def restore(training: Training, checkpoint: dict, source: Path, accepted_changes: list[dict]
+            ) -> None:
     """Continue from `checkpoint` (read from `source`), recording the config edits a forced
     resume accepted."""
-    t.state.restore(checkpoint, source)
-    pos, run = t.position, t.run
+    training.state.restore(checkpoint, source)
+    pos, run = training.position, training.run
     if accepted_changes:
         pos.resume_changes += [{**change, "step": pos.step} for change in accepted_changes]
         shown_changes = ", ".join(f"{c['key']} {c['old']!r} -> {c['new']!r}"
                                   for c in accepted_changes)
         warnings.warn(f"resuming {run.path} with the edited config (--force): "
                       f"{shown_changes}", stacklevel=3)
-    if t.main:
+    if training.main:
         run.write_metrics(pos.history)
         if accepted_changes:  # the resolved form of the edited config, as a new run has
-            run.write_config(dump_yaml(t.cfg))
-            run.write_config_hash(to_dict(t.cfg))
+            run.write_config(dump_yaml(training.cfg))
+            run.write_config_hash(to_dict(training.cfg))
 
 
-def start(t: Training) -> None:
+def start(training: Training) -> None:
     """Begin a new run: seed, and write the run folder's first files."""
-    seed_everything(t.cfg.seed)
-    if t.main:
-        data = t.assembly.data
-        t.run.write_config(dump_yaml(t.cfg))
-        t.run.write_config_hash(to_dict(t.cfg))
-        t.run.write_classes(data.classes, data.in_channels, data.image_size)
-        t.run.write_metrics([])
+    seed_everything(training.cfg.seed)
+    if training.main:
+        data = training.assembly.data
+        training.run.write_config(dump_yaml(training.cfg))
+        training.run.write_config_hash(to_dict(training.cfg))
+        training.run.write_classes(data.classes, data.in_channels, data.image_size)
+        training.run.write_metrics([])
 
 
-def prepare_networks(t: Training) -> None:
+def prepare_networks(training: Training) -> None:
     """The networks the training forward runs: DDP (which averages gradients over processes and
     broadcasts the restored weights from the first) and torch.compile when configured."""
-    net = t.model
-    device = t.assembly.runtime.device
-    if t.world.distributed:
+    net = training.model
+    device = training.device
+    if training.world.distributed:
         net = torch.nn.parallel.DistributedDataParallel(
-            t.model, device_ids=[device.index] if device.type == "cuda" else None)
+            training.model, device_ids=[device.index] if device.type == "cuda" else None)
     # Compiled graphs serve the ordinary steps; a step that diagnostics sample runs eagerly,
     # so their hooks see every layer and never force a recompilation.
-    t.eager_net = net
-    t.net = torch.compile(net) if t.cfg.train.compile else net
+    training.eager_net = net
+    training.net = torch.compile(net) if training.cfg.train.compile else net
 
 
-def train_epoch(t: Training, stop: dict) -> EpochClock:
+def train_epoch(training: Training, stop: dict) -> EpochClock:
     """The batches of the epoch in progress, from where the position says, one optimizer step
     per train.accumulate micro-batches."""
-    pos, accumulate = t.position, t.cfg.train.accumulate
+    pos, accumulate = training.position, training.cfg.train.accumulate
     if pos.order is None:
-        pos.order = t.batches.order(pos.epoch)
+        pos.order = training.batches.order(pos.epoch)
     if pos.sums is None:
-        pos.sums = zero_sums(t.assembly.runtime.device)
-    t.model.train()
+        pos.sums = zero_sums(training.device)
+    training.model.train()
     clock = EpochClock(started=time.perf_counter(), trained_before=int(pos.sums["count"]))
-    for x, y in t.batches.epoch(pos.epoch, pos.micro, order=pos.order):
-        if pos.micro >= t.micro_per_epoch:
+    for x, y in training.batches.epoch(pos.epoch, pos.micro, order=pos.order):
+        if pos.micro >= training.micro_per_epoch:
             break
         if pos.micro % accumulate == 0:
             step_started = time.perf_counter()
         # Diagnostics sample the micro-batch that completes a sampled optimizer step.
-        sampled = (t.diagnostics is not None and t.diagnostics.want(pos.step)
+        sampled = (training.diagnostics is not None and training.diagnostics.want(pos.step)
                    and (pos.micro + 1) % accumulate == 0)
-        forward_backward(t, x, y, sampled)
+        forward_backward(training, x, y, sampled)
         if pos.micro % accumulate:
             continue
-        lr = update_weights(t, sampled)
-        if t.diagnostics is not None:
-            observe_step(t, lr, sampled, step_started)
-        show_progress(t, lr, clock)
-        checkpoint_or_stop(t, stop, clock)
-    check_losses(t)
-    if t.assembly.runtime.device.type == "cuda":
-        torch.cuda.synchronize(t.assembly.runtime.device)  # the epoch's time has its GPU work
+        lr = update_weights(training, sampled)
+        if training.diagnostics is not None:
+            observe_step(training, lr, sampled, step_started)
+        show_progress(training, lr, clock)
+        checkpoint_or_stop(training, stop, clock)
+    check_losses(training)
+    if training.device.type == "cuda":
+        torch.cuda.synchronize(training.device)  # the epoch's time includes its queued GPU work
     return clock
 
 
@@ -387,107 +393,110 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, label_smooth
     return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
 
 
-def forward_backward(t: Training, x: torch.Tensor, y: torch.Tensor, sampled: bool) -> None:
+def forward_backward(training: Training, x: torch.Tensor, y: torch.Tensor, sampled: bool) -> None:
     """One micro-batch: mix it if configured, compute its loss, add its share of the gradients,
     and add it to the epoch's sums."""
-    pos, cfg = t.position, t.cfg
+    pos, cfg = training.position, training.cfg
     mixed = mix(x, y, cfg.train, generator(cfg.seed, "mix", pos.epoch, pos.micro))
     inputs = mixed.images if mixed else x
-    t.last_batch = (inputs, y)
-    with t.diagnostics.capture() if sampled else nullcontext(), t.assembly.runtime.autocast():
-        logits = (t.eager_net if sampled else t.net)(inputs).float()
+    training.last_batch = (inputs, y)
+    hooks = training.diagnostics.capture() if sampled else nullcontext()
+    with hooks, training.assembly.runtime.autocast():
+        logits = (training.eager_net if sampled else training.net)(inputs).float()
         loss = (mixed_loss(logits, mixed, cfg.train.label_smoothing) if mixed
                 else classification_loss(logits, y, cfg.train.label_smoothing))
     scaled = loss / cfg.train.accumulate
-    (t.scaler.scale(scaled) if t.scaler else scaled).backward()
+    (training.scaler.scale(scaled) if training.scaler else scaled).backward()
     pos.micro += 1
     with torch.no_grad():
         pos.sums["loss"] += loss.detach().double() * y.shape[0]
         pos.sums["correct"] += (mixed_correct(logits, mixed) if mixed
                                 else (logits.argmax(1) == y).sum()).double()
         pos.sums["count"] += y.shape[0]
-    t.pending_losses.append((pos.step, loss.detach()))
+    training.pending_losses.append((pos.step, loss.detach()))
 
 
-def update_weights(t: Training, sampled: bool) -> float:
+def update_weights(training: Training, sampled: bool) -> float:
     """One optimizer step at the schedule's LR and momentum; returns the LR."""
-    pos = t.position
-    lr = t.schedule.lr(pos.step)
-    set_hyperparameters(t.optimizer, lr, t.schedule.momentum(pos.step), t.momentum_name)
-    if t.scaler:
-        t.scaler.unscale_(t.optimizer)
+    pos = training.position
+    lr = training.schedule.lr(pos.step)
+    set_hyperparameters(training.optimizer, lr, training.schedule.momentum(pos.step),
+                        training.momentum_name)
+    if training.scaler:
+        training.scaler.unscale_(training.optimizer)
     if sampled:
-        t.diagnostics.before_update(t.model)  # gradient norms before clipping
-    if t.cfg.train.grad_clip is not None:
-        torch.nn.utils.clip_grad_norm_(t.model.parameters(), t.cfg.train.grad_clip)
-    stepped = optimizer_step(t.optimizer, t.scaler)
-    t.optimizer.zero_grad(set_to_none=True)
+        training.diagnostics.before_update(training.model)  # gradient norms before clipping
+    if training.cfg.train.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(training.model.parameters(), training.cfg.train.grad_clip)
+    stepped = optimizer_step(training.optimizer, training.scaler)
+    training.optimizer.zero_grad(set_to_none=True)
     if stepped:
         pos.step += 1
-        for average in t.averages:
-            average.after_step(t.model, pos.step)
+        for average in training.averages:
+            average.after_step(training.model, pos.step)
     return lr
 
 
-def observe_step(t: Training, lr: float, sampled: bool, step_started: float) -> None:
+def observe_step(training: Training, lr: float, sampled: bool, step_started: float) -> None:
     """The diagnostics' part of a step: the update's statistics and alarms, and its time."""
-    pos, diagnostics = t.position, t.diagnostics
+    pos, diagnostics = training.position, training.diagnostics
     if sampled:
-        steady = pos.step > t.schedule.warmup and lr >= UPDATE_RATIO_MIN_LR_SHARE * t.peak_lr
+        steady = (pos.step > training.schedule.warmup
+                  and lr >= UPDATE_RATIO_MIN_LR_SHARE * training.peak_lr)
         for alarm in diagnostics.after_update(pos.step - 1, lr, steady):
-            t.shown.write(f"alarm: {alarm['kind']} at {alarm['layer'] or 'model'} "
-                          f"(step {alarm['step']}): {alarm['detail']}")
-    if t.assembly.runtime.device.type == "cuda" and (sampled or diagnostics.want(pos.step)):
+            training.shown.write(f"alarm: {alarm['kind']} at {alarm['layer'] or 'model'} "
+                                 f"(step {alarm['step']}): {alarm['detail']}")
+    if training.device.type == "cuda" and (sampled or diagnostics.want(pos.step)):
         torch.cuda.synchronize()  # honest times around sampled steps only
     if pos.step > 2:  # the first steps pay one-off kernel set-up
         diagnostics.time_step(sampled, time.perf_counter() - step_started)
 
 
-def show_progress(t: Training, lr: float, clock: EpochClock) -> None:
+def show_progress(training: Training, lr: float, clock: EpochClock) -> None:
     """Every train.log_every steps and at the epoch's end: check the losses, show the line."""
-    pos, sums = t.position, t.position.sums
-    step_in_epoch = pos.micro // t.cfg.train.accumulate
-    if step_in_epoch % t.cfg.train.log_every and pos.micro != t.micro_per_epoch:
+    pos, sums = training.position, training.position.sums
+    step_in_epoch = pos.micro // training.cfg.train.accumulate
+    if step_in_epoch % training.cfg.train.log_every and pos.micro != training.micro_per_epoch:
         return
-    check_losses(t)
+    check_losses(training)
     seen = int(sums["count"])
     rate = (seen - clock.trained_before) / max(time.perf_counter() - clock.started, 1e-9)
-    t.shown.step(pos.epoch + 1, step_in_epoch, float(sums["loss"]) / max(seen, 1),
-                 float(sums["correct"]) / max(seen, 1), lr, rate)
+    training.shown.step(pos.epoch + 1, step_in_epoch, float(sums["loss"]) / max(seen, 1),
+                        float(sums["correct"]) / max(seen, 1), lr, rate)
 
 
-def checkpoint_or_stop(t: Training, stop: dict, clock: EpochClock) -> None:
+def checkpoint_or_stop(training: Training, stop: dict, clock: EpochClock) -> None:
     """A checkpoint every train.checkpoint_every steps; on a stop request, a checkpoint and
     Interrupted."""
-    pos = t.position
+    pos = training.position
     stop_now = stop["signal"] is not None
-    if t.world.distributed:  # all processes stop at the same step
+    if training.world.distributed:  # all processes stop at the same step
         flag = torch.tensor([1.0 if stop_now else 0.0])
         dist.all_reduce(flag, op=dist.ReduceOp.MAX)
         stop_now = bool(flag.item())
-    every = t.cfg.train.checkpoint_every
-    if stop_now or (every and pos.step % every == 0 and pos.micro < t.micro_per_epoch):
-        check_losses(t)
+    every = training.cfg.train.checkpoint_every
+    if stop_now or (every and pos.step % every == 0 and pos.micro < training.micro_per_epoch):
+        check_losses(training)
         pos.sums["seconds"] += time.perf_counter() - clock.started
         clock.started = time.perf_counter()
         clock.trained_before = int(pos.sums["count"])
-        save(t)
+        save(training)
     if stop_now:
-        t.shown.close()
-        write_status(t, "interrupted")
+        training.shown.close()
+        write_status(training, "interrupted")
         raise Interrupted(f"stopped at step {pos.step} (epoch {pos.epoch + 1}) on request, with "
-                          f"a checkpoint; resume with: cnnlab train --resume {t.run.path}")
+                          f"a checkpoint; resume with: cnnlab train --resume {training.run.path}")
 
 
-def check_losses(t: Training) -> None:
+def check_losses(training: Training) -> None:
     """Read back the losses since the last check; stop at the first non-finite one."""
-    if not t.pending_losses:
+    if not training.pending_losses:
         return
-    values = torch.stack([loss for _, loss in t.pending_losses]).tolist()
-    bad = next(((step, v) for (step, _), v in zip(t.pending_losses, values)
+    values = torch.stack([loss for _, loss in training.pending_losses]).tolist()
+    bad = next(((step, v) for (step, _), v in zip(training.pending_losses, values)
                 if not math.isfinite(v)), None)
-    t.pending_losses.clear()
-    if t.world.distributed:
+    training.pending_losses.clear()
+    if training.world.distributed:
         # Every process stops at the same step, or the others would wait forever.
         first = torch.tensor([float(bad[0]) if bad else math.inf], dtype=torch.float64)
         dist.all_reduce(first, op=dist.ReduceOp.MIN)
@@ -496,141 +505,143 @@ def check_losses(t: Training) -> None:
     if bad is None:
         return
     step, value = bad
-    epoch = t.position.epoch + 1
-    if t.diagnostics is not None and t.last_batch:
-        loss_of = partial(classification_loss, label_smoothing=t.cfg.train.label_smoothing)
-        t.diagnostics.probe_non_finite(t.model, *t.last_batch, step, loss_of)
-        t.diagnostics.save(t.run.path)
-    last_good = t.run.checkpoints / LAST
+    epoch = training.position.epoch + 1
+    if training.diagnostics is not None and training.last_batch:
+        loss_of = partial(classification_loss, label_smoothing=training.cfg.train.label_smoothing)
+        training.diagnostics.probe_non_finite(training.model, *training.last_batch, step, loss_of)
+        training.diagnostics.save(training.run.path)
+    last_good = training.run.checkpoints / LAST
     where = (f"the last good checkpoint is {last_good}" if last_good.exists()
              else "no checkpoint was written before it")
-    write_status(t, "diverged", {"diverged_step": step, "diverged_epoch": epoch})
+    write_status(training, "diverged", {"diverged_step": step, "diverged_epoch": epoch})
     raise NonFiniteLossError(
         f"loss became {value} at step {step} (epoch {epoch}); training stopped and "
         f"{where}; lower optim.lr, add a warmup or set train.grad_clip", step, epoch)
 
 
-def save(t: Training) -> None:
+def save(training: Training) -> None:
     """Write a checkpoint of the whole training state (the first process only)."""
-    t.position.elapsed = time.perf_counter() - t.started
-    if not t.main:
+    training.position.elapsed = time.perf_counter() - training.started
+    if not training.main:
         return
-    if t.diagnostics is not None:
-        t.diagnostics.save(t.run.path)  # first, so the checkpoint never counts unsaved samples
-    t.state.save(t.run.checkpoints)
+    if training.diagnostics is not None:
+        # First, so that the checkpoint never counts samples that are not saved.
+        training.diagnostics.save(training.run.path)
+    training.state.save(training.run.checkpoints)
 
 
-def write_status(t: Training, status: str, extra: dict | None = None) -> dict:
+def write_status(training: Training, status: str, extra: dict | None = None) -> dict:
     """The summary as of now, with `status`; written to the run folder by the first process."""
-    summary = _summary(t.cfg, t.run, t.assembly, status, t.position,
-                       time.perf_counter() - t.started, extra)
-    if t.main:
-        t.run.write_summary(summary)
+    summary = _summary(training.cfg, training.run, training.assembly, status, training.position,
+                       time.perf_counter() - training.started, extra)
+    if training.main:
+        training.run.write_summary(summary)
     return summary
 
 
-def end_epoch(t: Training, clock: EpochClock, on_epoch: EpochObserver | None) -> None:
+def end_epoch(training: Training, clock: EpochClock, on_epoch: EpochObserver | None) -> None:
     """Evaluate the epoch, record it, let the averages, the best-weights copy, early stopping,
     the schedule and the observer see it, and checkpoint the start of the next one."""
-    pos, main = t.position, t.main
-    record = _epoch_record(t, float(pos.sums["seconds"]) + time.perf_counter() - clock.started,
-                           time.perf_counter() - t.started)
+    pos, main = training.position, training.main
+    train_seconds = float(pos.sums["seconds"]) + time.perf_counter() - clock.started
+    record = _epoch_record(training, train_seconds, time.perf_counter() - training.started)
     pos.history.append(record)
-    for average in t.averages:
-        average.after_epoch(t.model, pos.epoch + 1)
+    for average in training.averages:
+        average.after_epoch(training.model, pos.epoch + 1)
     if not pos.best or record["val_acc"] > pos.best["val_acc"]:
         pos.best = {"val_acc": record["val_acc"], "epoch": pos.epoch + 1}
         if main:
-            t.run.checkpoints.mkdir(parents=True, exist_ok=True)
-            save_weights(t.model, t.run.best_weights, {"weights": "best",
-                                                       "epoch": str(pos.epoch + 1)})
-    if t.stopper is not None:
-        _observe_early_stopping(t, record)
-    t.schedule.observe(record)
+            training.run.checkpoints.mkdir(parents=True, exist_ok=True)
+            save_weights(training.model, training.run.best_weights, {"weights": "best",
+                                                                     "epoch": str(pos.epoch + 1)})
+    if training.stopper is not None:
+        _observe_early_stopping(training, record)
+    training.schedule.observe(record)
     if main:
-        t.run.append_metrics(record)
-    t.shown.epoch(record)
+        training.run.append_metrics(record)
+    training.shown.epoch(record)
     if on_epoch is not None and on_epoch(record):
         pos.pruned = True
         pos.stopped_early = pos.epoch + 1
-        t.shown.write(f"stopped after epoch {pos.epoch + 1} at the observer's request")
-    if pos.stopped_early and t.stopper is not None:
-        stopper = t.stopper
+        training.shown.write(f"stopped after epoch {pos.epoch + 1} at the observer's request")
+    if pos.stopped_early and training.stopper is not None:
+        stopper = training.stopper
         waited = f"{stopper.waited} epoch{'s' if stopper.waited != 1 else ''}"
-        t.shown.write(f"early stopping: {stopper.metric} has not improved for {waited} "
-                      f"(best {stopper.best:.4g} at epoch {stopper.best_epoch})")
+        training.shown.write(f"early stopping: {stopper.metric} has not improved for {waited} "
+                             f"(best {stopper.best:.4g} at epoch {stopper.best_epoch})")
     pos.epoch, pos.micro, pos.sums, pos.order = pos.epoch + 1, 0, zero_sums("cpu"), None
-    save(t)
+    save(training)
     pos.sums = None
-    write_status(t, "running")
+    write_status(training, "running")
 
 
-def _observe_early_stopping(t: Training, record: dict) -> None:
+def _observe_early_stopping(training: Training, record: dict) -> None:
     """Early stopping sees the epoch; an improvement keeps the weights its metric measured."""
-    pos, stopper = t.position, t.stopper
+    pos, stopper = training.position, training.stopper
     improved, stop_training = stopper.observe(pos.epoch + 1, record)
-    if improved and t.cfg.train.early_stopping.restore_best and t.main:
-        watched = watched_weights(stopper.metric, t.model, t.averages)
-        save_weights(watched.module, t.run.early_stopping_weights,
+    if improved and training.cfg.train.early_stopping.restore_best and training.main:
+        watched = watched_weights(stopper.metric, training.model, training.averages)
+        save_weights(watched.module, training.run.early_stopping_weights,
                      {"weights": "early stopping best", "epoch": str(pos.epoch + 1)})
     if stop_training:
         pos.stopped_early = pos.epoch + 1
 
 
-def finish(t: Training) -> dict:
+def finish(training: Training) -> dict:
     """Settle the final weights, evaluate them on the test split, write them and the summary."""
-    pos, run, main, assembly = t.position, t.run, t.main, t.assembly
-    final, extra = _final_weights(t)
-    if t.diagnostics is not None:
-        t.diagnostics.save(run.path)
-        extra["diagnostics"] = {"alarms": len(t.diagnostics.alarms),
-                                "overhead": t.diagnostics.overhead()}
+    pos, run, main, assembly = training.position, training.run, training.main, training.assembly
+    final, extra = _final_weights(training)
+    if training.diagnostics is not None:
+        training.diagnostics.save(run.path)
+        extra["diagnostics"] = {"alarms": len(training.diagnostics.alarms),
+                                "overhead": training.diagnostics.overhead()}
     if not assembly.data.val_is_test:
         test = evaluate(final, assembly.eval_batches("test"), assembly.runtime,
-                        assembly.data.num_classes, t.world, t.cfg.train.tta)
+                        assembly.data.num_classes, training.world, training.cfg.train.tta)
         extra.update({f"test_{k}": v for k, v in test.items()})
-    if t.averages and main:
-        save_weights(t.model, run.raw_weights,
+    if training.averages and main:
+        save_weights(training.model, run.raw_weights,
                      {"weights": "final", "average": "none", "epoch": str(pos.epoch)})
     if main:
         save_weights(final, run.final_weights,
                      {"weights": "final", "average": extra["weights"],
                       "epoch": str(extra.get("restored_epoch", pos.epoch))})
-    if t.world.distributed:
-        extra["processes"] = t.world.size
-    summary = write_status(t, "pruned" if pos.pruned else "completed", extra)
-    t.shown.close()
-    t.world.barrier()
+    if training.world.distributed:
+        extra["processes"] = training.world.size
+    summary = write_status(training, "pruned" if pos.pruned else "completed", extra)
+    training.shown.close()
+    training.world.barrier()
     return summary
 
 
-def _final_weights(t: Training) -> tuple[nn.Module, dict]:
+def _final_weights(training: Training) -> tuple[nn.Module, dict]:
     """The module the run ends with, and what the summary says about it. That is the average
     when there is one (the EMA, or SWA once it has folded in an epoch), unless early stopping
     restores the best epoch of the weights its metric watched (a config check keeps
     restore_best away from SWA)."""
-    chosen = final_weights(t.model, t.averages)
+    chosen = final_weights(training.model, training.averages)
     extra = {"weights": chosen.label}
-    for average in t.averages:
-        extra.update(average.finish(lambda: t.assembly.eval_batches("train", sharded=False),
-                                    partial(_validate, t), t.shown.write))
-    stopper = t.stopper
+    for average in training.averages:
+        extra.update(average.finish(lambda: training.assembly.eval_batches("train", sharded=False),
+                                    partial(_validate, training), training.shown.write))
+    stopper = training.stopper
     if stopper is not None:
-        extra.update({"stopped_early": t.position.stopped_early, "early_stopping_best_epoch":
-                      stopper.best_epoch, "early_stopping_best": stopper.best})
-        if t.cfg.train.early_stopping.restore_best and stopper.best_epoch is not None:
-            chosen = watched_weights(stopper.metric, t.model, t.averages)
-            t.world.barrier()  # rank 0 wrote the file
-            load_weights(chosen.module, t.run.early_stopping_weights)
+        extra.update({"stopped_early": training.position.stopped_early,
+                      "early_stopping_best_epoch": stopper.best_epoch,
+                      "early_stopping_best": stopper.best})
+        if training.cfg.train.early_stopping.restore_best and stopper.best_epoch is not None:
+            chosen = watched_weights(stopper.metric, training.model, training.averages)
+            training.world.barrier()  # rank 0 wrote the file
+            load_weights(chosen.module, training.run.early_stopping_weights)
             extra.update({"restored_epoch": stopper.best_epoch, "weights": chosen.label})
     return chosen.module, extra
 
 
-def _validate(t: Training, model: nn.Module) -> dict:
+def _validate(training: Training, model: nn.Module) -> dict:
     """`model`'s metrics on the validation split."""
-    assembly = t.assembly
+    assembly = training.assembly
     return evaluate(model, assembly.eval_batches("val"), assembly.runtime,
-                    assembly.data.num_classes, t.world, t.cfg.train.tta)
+                    assembly.data.num_classes, training.world, training.cfg.train.tta)
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None
@@ -646,25 +657,25 @@ def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScale
     return scaler.get_scale() >= scale  # the scaler lowers its scale exactly when it skips
 
 
-def _epoch_record(t: Training, train_seconds: float, seconds: float) -> dict:
+def _epoch_record(training: Training, train_seconds: float, seconds: float) -> dict:
     """The metrics.jsonl line of the epoch that just ended."""
-    pos, sums, world = t.position, t.position.sums, t.world
+    pos, sums, world = training.position, training.position.sums, training.world
     # Each process summed its own slice of every batch: add them up for the whole epoch.
     totals = world.sum(torch.stack([sums["loss"].double(), sums["correct"].double(),
-                                    sums["count"].double()]).to(t.assembly.runtime.device)).tolist()
+                                    sums["count"].double()]).to(training.device)).tolist()
     trained = int(totals[2])
-    val = _validate(t, t.model)
+    val = _validate(training, training.model)
     record = {"epoch": pos.epoch + 1, "step": pos.step,
               "train_loss": totals[0] / max(trained, 1),
               "train_acc": totals[1] / max(trained, 1),
               "val_loss": val["loss"], "val_acc": val["acc"]}
     if "top5" in val:
         record["val_top5"] = val["top5"]
-    for average in t.averages:
+    for average in training.averages:
         if average.validated_every_epoch:
             record.update({f"{average.name}_val_{k}": v
-                           for k, v in _validate(t, average.model).items()})
-    record.update({"lr": t.schedule.lr(max(pos.step - 1, 0)),
+                           for k, v in _validate(training, average.model).items()})
+    record.update({"lr": training.schedule.lr(max(pos.step - 1, 0)),
                    "images_per_s": trained / max(train_seconds, 1e-9),
                    "train_seconds": train_seconds, "seconds": seconds})
     return record
