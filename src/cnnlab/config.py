@@ -25,6 +25,7 @@ from cnnlab.errors import ConfigError, UserError, did_you_mean
 from cnnlab.metrics import MetricName
 from cnnlab.models import ModelSpec
 from cnnlab.options import NOT_A_NUMBER, Options
+from cnnlab.regularization.averaging import averaged_by
 
 DatasetName = Literal[tuple(DATASETS.names())]  # type: ignore[valid-type]
 
@@ -157,7 +158,8 @@ class TrainConfig(Options):
 
     @model_validator(mode="after")
     def _ema_metric_needs_ema(self):
-        if self.early_stopping and self.early_stopping.metric.startswith("ema_") and not self.ema:
+        if (self.early_stopping and averaged_by(self.early_stopping.metric) == "ema"
+                and not self.ema):
             raise ValueError(f"train.early_stopping.metric {self.early_stopping.metric} watches "
                              "the weight average, but train.ema is off; set train.ema (e.g. "
                              "{decay: 0.999}) or watch val_loss")
@@ -214,7 +216,7 @@ class Config(Options):
     @model_validator(mode="after")
     def _plateau_metric_exists(self):
         metric = getattr(self.schedule, "metric", None)
-        if metric and metric.startswith("ema_") and not self.train.ema:
+        if metric and averaged_by(metric) == "ema" and not self.train.ema:
             raise ValueError(f"schedule.metric {metric} watches the weight average, but "
                              "train.ema is off; set train.ema or watch val_loss")
         return self
