@@ -1,10 +1,12 @@
-"""The training loop: `fit`, readable top to bottom, and the state it checkpoints.
+"""The training loop: `fit`, readable top to bottom as setup -> restore (or start) -> the epochs
+-> finish, each phase a function of its own below it, in that order.
 
 Every epoch trains on seeded batches, evaluates on the validation split, appends a line to
 metrics.jsonl and writes a checkpoint. A checkpoint holds everything the next step depends on
 (weights, optimizer, schedule and grad-scaler state, position, RNG states, the epoch's data order
 and running sums, the weight average and early-stopping state), so a run killed at any moment and
-resumed ends with the same weights, bit for bit on CPU, as one never interrupted.
+resumed ends with the same weights, bit for bit on CPU, as one never interrupted. What it holds
+is registered once, in `setup`, with the run's `TrainState` (train_state.py).
 """
 
 from __future__ import annotations
