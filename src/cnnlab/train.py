@@ -439,6 +439,19 @@ def update_weights(training: Training, sampled: bool) -> float:
     return lr
 
 
+def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None
+                   ) -> bool:
+    """One optimizer update of unscaled gradients; False when the fp16 grad scaler skipped it
+    (inf or NaN gradients), so that the step counter, and with it the schedule, stays put."""
+    if scaler is None:
+        optimizer.step()
+        return True
+    scale = scaler.get_scale()
+    scaler.step(optimizer)
+    scaler.update()
+    return scaler.get_scale() >= scale  # the scaler lowers its scale exactly when it skips
+
+
 def observe_step(training: Training, lr: float, sampled: bool, step_started: float) -> None:
     """The diagnostics' part of a step: the update's statistics and alarms, and its time."""
     pos, diagnostics = training.position, training.diagnostics
@@ -644,19 +657,6 @@ def _validate(training: Training, model: nn.Module) -> dict:
     assembly = training.assembly
     return evaluate(model, assembly.eval_batches("val"), assembly.runtime,
                     assembly.data.num_classes, training.world, training.cfg.train.tta)
-
-
-def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None
-                   ) -> bool:
-    """One optimizer update of unscaled gradients; False when the fp16 grad scaler skipped it
-    (inf or NaN gradients), so that the step counter, and with it the schedule, stays put."""
-    if scaler is None:
-        optimizer.step()
-        return True
-    scale = scaler.get_scale()
-    scaler.step(optimizer)
-    scaler.update()
-    return scaler.get_scale() >= scale  # the scaler lowers its scale exactly when it skips
 
 
 def _epoch_record(training: Training, train_seconds: float, seconds: float) -> dict:
