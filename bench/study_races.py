@@ -55,7 +55,7 @@ def _launch(barrier, folder: str, storage: str, workers: int, failures) -> None:
     os.dup2(log, 2)
     barrier.wait(timeout=60)
     try:
-        ablate(str(Path(folder) / "tiny.yaml"), [], GRID, seeds=SEEDS, workers=workers,
+        ablate(str(Path(folder) / "tiny.yaml"), vary=GRID, seeds=SEEDS, workers=workers,
                storage_url=storage, study_name="race", runs_root=str(Path(folder) / "runs"),
                interval=1.0)
     except BaseException as error:  # noqa: BLE001 - counted by the parent
@@ -102,7 +102,7 @@ def crash_every_run(folder: Path, storage: str) -> None:
     from cnnlab.experiments.store import open_storage
 
     with contextlib.redirect_stderr(io.StringIO()):
-        ablate(str(folder / "tiny.yaml"), [], GRID, seeds=SEEDS, workers=0, storage_url=storage,
+        ablate(str(folder / "tiny.yaml"), vary=GRID, seeds=SEEDS, workers=0, storage_url=storage,
                study_name="race", runs_root=str(folder / "runs"))
     study = optuna.load_study(study_name="race", storage=open_storage(storage))
     for trial in study.get_trials():
@@ -134,7 +134,7 @@ def readable_after_tear(folder: Path) -> dict:
         warnings.simplefilter("always")
         try:  # the next launch on this file, then compare the finished study
             with contextlib.redirect_stderr(io.StringIO()):
-                ablate(str(folder / "tiny.yaml"), [], GRID, seeds=SEEDS, workers=0,
+                ablate(str(folder / "tiny.yaml"), vary=GRID, seeds=SEEDS, workers=0,
                        storage_url=str(journal), study_name="next",
                        runs_root=str(folder / "runs"))
             results["launch"] = True

@@ -228,8 +228,9 @@ def _inspect_table(path: str, report: dict) -> str:
 
 @command("schedule")
 def _schedule(args: argparse.Namespace) -> int:
-    from cnnlab.components.schedules import build_schedule, trace
+    from cnnlab.components.schedules import trace
     from cnnlab.config import load_config
+    from cnnlab.configured_schedule import schedule_for_config
     from cnnlab.data import load_data
     from cnnlab.data.loaders import batches_per_epoch
     from cnnlab.outputs import check_plot_file
@@ -237,7 +238,8 @@ def _schedule(args: argparse.Namespace) -> int:
     check_plot_file(args.plot)
     cfg = load_config(args.config, args.override)
     data = load_data(cfg.data)
-    result = trace(build_schedule(cfg, batches_per_epoch(len(data.train), cfg.data.batch_size)))
+    result = trace(schedule_for_config(cfg, batches_per_epoch(len(data.train),
+                                                           cfg.data.batch_size)))
     if args.plot:
         from cnnlab.report.lr_plots import plot_schedule
 
@@ -380,9 +382,10 @@ def _ablate(args: argparse.Namespace) -> int:
     from cnnlab.experiments.ablate import ablate
     from cnnlab.experiments.compare import from_study
 
-    study = ablate(args.config, args.override, args.vary, args.seeds, args.workers, args.storage,
-                   args.study, args.baseline, args.metric, args.heartbeat, not args.quiet,
-                   args.runs)
+    study = ablate(args.config, extra=args.override, vary=args.vary, seeds=args.seeds,
+                   workers=args.workers, storage_url=args.storage, study_name=args.study,
+                   baselines=args.baseline, metric=args.metric, interval=args.heartbeat,
+                   progress=not args.quiet, runs_root=args.runs)
     if args.workers > 0:
         _print_comparison(from_study(args.storage, study.study_name, args.metric), args)
     return 0
@@ -395,9 +398,10 @@ def _search(args: argparse.Namespace) -> int:
 
     if args.best:
         check_parent_exists(args.best, "--best")
-    study = search(args.config, args.override, args.space, args.trials, args.sampler,
-                   args.pruner, args.workers, args.storage, args.study, args.metric,
-                   args.heartbeat, not args.quiet, args.runs)
+    study = search(args.config, extra=args.override, space_path=args.space, trials=args.trials,
+                   sampler=args.sampler, pruner=args.pruner, workers=args.workers,
+                   storage_url=args.storage, study_name=args.study, metric=args.metric,
+                   interval=args.heartbeat, progress=not args.quiet, runs_root=args.runs)
     states = {}
     for trial in study.get_trials(deepcopy=False):
         states[trial.state.name.lower()] = states.get(trial.state.name.lower(), 0) + 1
@@ -419,8 +423,8 @@ def _search(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     from cnnlab.experiments.worker import work
 
-    done = work(args.storage, args.study, args.threads, args.heartbeat, not args.quiet,
-                salt=args.salt)
+    done = work(args.storage, args.study, threads=args.threads, interval=args.heartbeat,
+                progress=not args.quiet, salt=args.salt)
     if not args.quiet:
         print(f"worker: study {args.study} has no run left; this worker finished {done}",
               file=sys.stderr)

@@ -22,10 +22,9 @@ from cnnlab.components.optimizers import OptimizerSpec
 from cnnlab.components.schedules import ScheduleSpec
 from cnnlab.data.sources import DATASETS
 from cnnlab.errors import ConfigError, UserError, did_you_mean
-from cnnlab.metrics import MetricName
+from cnnlab.metric_names import MetricName, averaged_by
 from cnnlab.models import ModelSpec
 from cnnlab.options import NOT_A_NUMBER, Options
-from cnnlab.regularization.averaging import averaged_by
 
 DatasetName = Literal[tuple(DATASETS.names())]  # type: ignore[valid-type]
 
@@ -158,8 +157,8 @@ class TrainConfig(Options):
 
     @model_validator(mode="after")
     def _ema_metric_needs_ema(self):
-        if (self.early_stopping and averaged_by(self.early_stopping.metric) == "ema"
-                and not self.ema):
+        if self.early_stopping and averaged_by(self.early_stopping.metric) == "ema" and \
+                not self.ema:
             raise ValueError(f"train.early_stopping.metric {self.early_stopping.metric} watches "
                              "the weight average, but train.ema is off; set train.ema (e.g. "
                              "{decay: 0.999}) or watch val_loss")

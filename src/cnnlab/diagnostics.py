@@ -24,6 +24,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import torch
@@ -31,6 +32,7 @@ from torch import nn
 
 from cnnlab.components.kinds import layer_kind
 from cnnlab.sampling import BUDGET, Sampling
+from cnnlab.unit_health import dead_fraction, is_dead, is_saturated, saturated_fraction
 
 BINS = 64
 # Layer statistics read the first images of the sampled batch only: 64 images give each channel
@@ -42,16 +44,43 @@ PER_LAYER = ("mean", "std", "peak", "finite", "saturated", "dead")  # every hook
 PER_WEIGHT = ("weight_norm", "grad_norm", "update_ratio")  # conv and linear layers
 ALARMS = "diagnostics.json"
 
-# Alarm thresholds; see the module docstring of each check in `Diagnostics._judge`.
+# Alarm thresholds; see the comment on each check in `Diagnostics._judge`. Dead and saturated
+# are judged as `cnnlab inspect` judges them (`cnnlab.unit_health`).
 VANISHING_RATIO = 1e-3
 VANISHING_SAMPLES = 3
 EXPLODING_GROWTH = 10.0
-DEAD_LIMIT = 0.5
-SATURATED_LIMIT = 0.5
 UPDATE_RATIO_LOW, UPDATE_RATIO_HIGH = 1e-5, 1e-1
 # Update ratios are judged after warmup and while the LR is at least this share of its peak: in a
 # warmup or at the end of a cosine schedule, small updates are intended.
 UPDATE_RATIO_MIN_LR_SHARE = 0.1
+
+
+class _SampleFields(TypedDict):
+    step: int
+    lr: float
+    # PER_LAYER, one value per hooked layer (index: position in `Diagnostics.layers`); NaN where
+    # a layer has no such statistic (dead and saturated outside activations).
+    mean: np.ndarray
+    std: np.ndarray
+    peak: np.ndarray
+    finite: np.ndarray  # 1.0 where every image's output was finite
+    saturated: np.ndarray
+    dead: np.ndarray
+    hist: np.ndarray  # (layers, BINS) counts over [-range, range]
+    range: np.ndarray  # the histogram half-range of each layer
+    # PER_WEIGHT, one value per conv and linear layer (index: position in
+    # `Diagnostics.weighted`).
+    weight_norm: np.ndarray
+    grad_norm: np.ndarray
+    update_ratio: np.ndarray
+    global_grad_norm: float
+
+
+class Sample(_SampleFields, total=False):
+    """One sample's statistics by name, as kept in `Diagnostics.records` and stored, one
+    array per name, in diagnostics.npz."""
+
+    grad_finite: np.ndarray  # per weight layer; judged when taken, neither stored nor reloaded
 
 
 @dataclass
@@ -73,7 +102,7 @@ class Diagnostics:
         self.weighted = [i for i, layer in enumerate(self.layers) if layer.kind in ("conv",
                                                                                    "linear")]
         self.ranges = [0.0] * len(self.layers)  # histogram half-range per layer (0: unknown)
-        self.records: list[dict] = []
+        self.records: list[Sample] = []
         self.alarms: list[dict] = []
         self._open: dict[str, tuple[int, int]] = {}  # alarm key -> (start step, count)
         self._vanishing_streak = 0
@@ -126,10 +155,8 @@ class Diagnostics:
                      "hist": torch.histc(x.nan_to_num(), BINS, -bound, bound)}
             if layer.kind == "activation":
                 pre = inputs[0].detach()[:SAMPLE_IMAGES]
-                stats["saturated"] = module.saturated(pre).float().mean()
-                units = pre.transpose(0, 1).reshape(pre.shape[1], -1) if pre.dim() > 1 \
-                    else pre[None]
-                stats["dead"] = module.off(units).all(dim=1).float().mean()
+                stats["saturated"] = saturated_fraction(module, pre)
+                stats["dead"] = dead_fraction(module, pre)
             outputs[index] = stats
 
         return hook
@@ -170,31 +197,27 @@ class Diagnostics:
         device = updates[0].device if updates else torch.device("cpu")
         missing = torch.full((), float("nan"), device=device)
         empty_hist = torch.zeros(BINS, device=device)
-        # Everything in one tensor, so the host copy is a single transfer (one sync per sample).
-        pieces = [torch.stack([(stats.get(name) if stats and name in stats else missing).float()
-                               for stats in outputs for name in PER_LAYER])]
-        pieces += [torch.stack(pending["weights"] + pending["grads"] + updates
-                               + [f.float() for f in pending["grad_finite"]])] if updates else []
-        pieces += [pending["total"].float().to(device).reshape(1)]
-        pieces += [torch.stack([stats["hist"] if stats else empty_hist for stats in outputs])
-                   .flatten()]
-        flat = torch.cat([p.flatten() for p in pieces]).cpu().numpy()
-        width, weighted = len(outputs), len(self.weighted)
-        per_layer = flat[: width * len(PER_LAYER)].reshape(width, len(PER_LAYER))
-        offset = width * len(PER_LAYER)
-        norms = flat[offset: offset + 4 * weighted].reshape(4, weighted)
-        global_norm = float(flat[offset + 4 * weighted])
-        hists = flat[offset + 4 * weighted + 1:].reshape(width, BINS)
-        weight_norms, grad_norms, update_norms, grad_finite = norms
+        on_device = {name: _stack([stats[name] if stats and name in stats else missing
+                                   for stats in outputs], device)
+                     for name in PER_LAYER}
+        on_device.update(
+            hist=_stack([stats["hist"] if stats else empty_hist for stats in outputs], device,
+                        (BINS,)),
+            weight_norm=_stack(pending["weights"], device),
+            grad_norm=_stack(pending["grads"], device),
+            update_norm=_stack(updates, device),
+            grad_finite=_stack(pending["grad_finite"], device),
+            global_grad_norm=pending["total"].reshape(()))
+        host = _to_host(on_device, device)
         with np.errstate(invalid="ignore", divide="ignore"):  # NaN weights: a NaN ratio
-            ratios = update_norms / np.maximum(weight_norms, 1e-12)
-        record = {
+            ratios = host["update_norm"] / np.maximum(host["weight_norm"], 1e-12)
+        record: Sample = {
             "step": step, "lr": lr,
-            **{name: per_layer[:, i].copy() for i, name in enumerate(PER_LAYER)},
-            "hist": hists.astype(np.float32), "range": np.asarray(self.ranges, np.float32),
-            "weight_norm": weight_norms, "grad_norm": grad_norms,
-            "update_ratio": ratios, "grad_finite": grad_finite > 0.5,
-            "global_grad_norm": global_norm,
+            **{name: host[name] for name in PER_LAYER},
+            "hist": host["hist"], "range": np.asarray(self.ranges, np.float32),
+            "weight_norm": host["weight_norm"], "grad_norm": host["grad_norm"],
+            "update_ratio": ratios, "grad_finite": host["grad_finite"] > 0.5,
+            "global_grad_norm": float(host["global_grad_norm"]),
         }
         # A layer that outgrew its range widens it for the next samples.
         for index, peak in enumerate(record["peak"]):
@@ -226,7 +249,7 @@ class Diagnostics:
         elif not active:
             self._open.pop(key, None)
 
-    def _judge(self, record: dict, judge_updates: bool) -> list[dict]:
+    def _judge(self, record: Sample, judge_updates: bool) -> list[dict]:
         raised: list[dict] = []
         step = record["step"]
         names = [layer.name for layer in self.layers]
@@ -271,9 +294,9 @@ class Diagnostics:
                 continue
             dead, saturated = record["dead"][index], record["saturated"][index]
             self._raise("dead", layer.name, step, f"{dead:.0%} of its units output nothing for "
-                        "the whole batch", dead > DEAD_LIMIT, raised)
+                        "the whole batch", is_dead(dead), raised)
             self._raise("saturated", layer.name, step, f"{saturated:.0%} of its inputs are "
-                        "saturated", saturated > SATURATED_LIMIT, raised)
+                        "saturated", is_saturated(saturated), raised)
 
         if judge_updates:
             for index, ratio in zip(self.weighted, record["update_ratio"]):
@@ -355,6 +378,28 @@ class Diagnostics:
         os.replace(folder / f"{ALARMS}.tmp", folder / ALARMS)
 
 
+def _stack(values: list[torch.Tensor], device: torch.device,
+           item_shape: tuple[int, ...] = ()) -> torch.Tensor:
+    """The values as one float32 tensor on `device`; empty (0, *item_shape) when there are
+    none (a model without conv or linear layers has no weight statistics)."""
+    if not values:
+        return torch.zeros((0, *item_shape), device=device)
+    return torch.stack([value.float().to(device) for value in values])
+
+
+def _to_host(named: dict[str, torch.Tensor], device: torch.device) -> dict[str, np.ndarray]:
+    """Every named tensor as a host array of its own shape, all copied in one transfer: one
+    sync per sample instead of one per statistic."""
+    flat = torch.cat([tensor.float().to(device).flatten() for tensor in named.values()])
+    flat = flat.cpu().numpy()
+    arrays, offset = {}, 0
+    for name, tensor in named.items():
+        # A copy, so that a record does not keep the whole transfer buffer alive.
+        arrays[name] = flat[offset: offset + tensor.numel()].reshape(tensor.shape).copy()
+        offset += tensor.numel()
+    return arrays
+
+
 def _wide_norm(tensor: torch.Tensor) -> torch.Tensor:
     """The 2-norm accumulated in float64 (float32 on Apple's MPS, which has no float64)."""
     wide = torch.float32 if tensor.device.type == "mps" else torch.float64
@@ -367,7 +412,7 @@ def _plain(value):
     raise TypeError(type(value))
 
 
-def records_to_arrays(records: list[dict], layers: list[Layer], weighted: list[int]) -> dict:
+def records_to_arrays(records: list[Sample], layers: list[Layer], weighted: list[int]) -> dict:
     count, width = len(records), len(layers)
     arrays = {"step": np.asarray([r["step"] for r in records], np.int64),
               "lr": np.asarray([r["lr"] for r in records], np.float64),
@@ -388,7 +433,7 @@ def records_to_arrays(records: list[dict], layers: list[Layer], weighted: list[i
     return arrays
 
 
-def load_records(folder: Path) -> list[dict]:
+def load_records(folder: Path) -> list[Sample]:
     path = folder / FILE
     if not path.exists():
         return []

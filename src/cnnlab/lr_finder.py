@@ -24,8 +24,9 @@ import torch.nn.functional as F
 import yaml
 from torch import nn
 
+from cnnlab.components.optimizers import build_optimizer, set_lr
 from cnnlab.config import PATH_KEYS, absolute_paths, apply_override, read_yaml
-from cnnlab.lr_units import config_lr, images_per_step
+from cnnlab.lr_units import LrUnits
 from cnnlab.seeding import derive_seed, rng_state, set_rng_state
 
 SMOOTHING = 0.98  # EMA factor of the loss, as in fastai and Smith's notebooks
@@ -141,8 +142,7 @@ def range_test(
     try:
         model.train()
         for lr, (x, y) in zip(lrs, batches):
-            for group in optimizer.param_groups:
-                group["lr"] = lr * group.get("lr_mult", 1.0)
+            set_lr(optimizer, lr)
             with autocast():
                 loss = F.cross_entropy(model(x).float(), y, label_smoothing=label_smoothing)
             optimizer.zero_grad(set_to_none=True)
@@ -187,14 +187,14 @@ def lr_find(cfg, start: float = 1e-7, end: float = 10.0, steps: int = 100, mode:
     """`cnnlab lr-find`: the range test on the configured model and data, `repeats` times with
     different seeds; each suggestion is reported per repeat, with its median and IQR."""
     from cnnlab.assemble import assemble
-    from cnnlab.components.optimizers import build_optimizer
 
+    units = LrUnits.from_config(cfg)
     lrs = sweep_lrs(start, end, steps, mode)
     runs = []
     for repeat in range(repeats):
         seed = cfg.seed if repeat == 0 else derive_seed(cfg.seed, "lr-find-repeat", repeat)
         assembly = assemble(cfg.model_copy(update={"seed": seed}))
-        optimizer = build_optimizer(assembly.cfg.optim, assembly.model, images_per_step(cfg))
+        optimizer = build_optimizer(assembly.cfg.optim, assembly.model, units.images_per_step)
         batches = _endless(assembly, seed)
         val = list(assembly.eval_batches("val"))[:4] if validation else None
         runs.append(range_test(assembly.model, optimizer, batches, lrs,
@@ -205,7 +205,7 @@ def lr_find(cfg, start: float = 1e-7, end: float = 10.0, steps: int = 100, mode:
     # (what `optim.lr` must say for the optimizer to use it, after optim.scale_lr).
     result.update({"mode": mode, "start": start, "end": end, "steps": steps,
                    "curve": "validation loss" if validation else "training loss",
-                   "optim_lr": {name: None if lr is None else config_lr(cfg, lr)
+                   "optim_lr": {name: None if lr is None else units.to_config_units(lr)
                                 for name, lr in result["suggestions"].items()}})
     if repeats > 1:
         result["repeats"] = _spread(runs)
@@ -253,7 +253,7 @@ def write_applied_config(source, overrides, cfg, lr: float, out) -> float:
             value = raw[section][name]
             if isinstance(value, str) and value:
                 raw[section][name] = os.path.abspath(Path(value).expanduser())
-    value = config_lr(cfg, lr)
+    value = LrUnits.from_config(cfg).to_config_units(lr)
     optim = raw.get("optim")
     if not isinstance(optim, dict):
         # `optim: adam` (or no section): the name gains an lr key.

@@ -21,6 +21,7 @@ from torch import nn
 
 from cnnlab.components.init import WEIGHT_TYPES
 from cnnlab.components.kinds import layer_kind
+from cnnlab.unit_health import dead_fraction, is_dead, is_saturated, saturated_fraction
 
 # A signal that shrinks or grows by more than this factor across the hidden weight layers is called
 # vanishing or exploding: forward, the output std of a layer against the input images' std;
@@ -31,9 +32,6 @@ from cnnlab.components.kinds import layer_kind
 # chance; 16 lies between the largest loss of a net that trained and the smallest of one that did
 # not. The textbook 10 would call that plain-20 vanishing.
 RATIO_LIMIT = 16.0
-# Over half of an activation layer's units dead, or of its inputs saturated, is called so.
-DEAD_LIMIT = 0.5
-SATURATED_LIMIT = 0.5
 
 @dataclass
 class LayerStats:
@@ -93,9 +91,8 @@ def measure(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
             stats.mean, stats.std = float(out.mean()), float(out.std())
             if kind == "activation":
                 x = inputs[0].detach()
-                stats.saturated = float(mod.saturated(x).float().mean())
-                units = x.transpose(0, 1).reshape(x.shape[1], -1) if x.dim() > 1 else x[None]
-                stats.dead = float(mod.off(units).all(dim=1).float().mean())
+                stats.saturated = float(saturated_fraction(mod, x))
+                stats.dead = float(dead_fraction(mod, x))
             records.setdefault(name, stats)
             outputs[name] = output
             if output.requires_grad:
@@ -309,10 +306,10 @@ def verdict(layers: list[LayerStats], symmetric: str | None, setup: Setup | None
     if non_finite is not None:
         return result("exploding", non_finite.name, "forward", non_finite=True)
     for s in layers:
-        if s.kind == "activation" and s.dead is not None and s.dead > DEAD_LIMIT:
+        if s.kind == "activation" and s.dead is not None and is_dead(s.dead):
             return result("dead", s.name, "forward", fraction=s.dead)
     for s in layers:
-        if s.kind == "activation" and s.saturated is not None and s.saturated > SATURATED_LIMIT:
+        if s.kind == "activation" and s.saturated is not None and is_saturated(s.saturated):
             return result("saturated", s.name, "forward", fraction=s.saturated)
     reference, judged = (input_std, body) if input_std else (
         first.std if first is not None else 0.0, body[1:])

@@ -34,13 +34,15 @@ from cnnlab.checkpoint import (LAST, PREVIOUS, DamagedCheckpoint, load_for_resum
                                read_checkpoint, save_weights)
 from cnnlab.config_changes import check_resume_config
 from cnnlab.components.optimizers import build_optimizer, momentum_key, set_hyperparameters
-from cnnlab.components.schedules import Schedule, build_schedule, optimizer_steps_per_epoch
+from cnnlab.components.schedules import Schedule, optimizer_steps_per_epoch
 from cnnlab.config import Config, dump_yaml, load_config, to_dict
+from cnnlab.configured_schedule import schedule_for_config
 from cnnlab.data.loaders import TrainBatches
 from cnnlab.diagnostics import UPDATE_RATIO_MIN_LR_SHARE, Diagnostics
 from cnnlab.errors import DiskFull, Interrupted, NonFiniteLossError, UserError
 from cnnlab.evaluate import TOP5_MIN_CLASSES, evaluate
 from cnnlab.lr_units import images_per_step
+from cnnlab.metric_names import LOSS_KEYS, final_keys
 from cnnlab.models import count_parameters
 from cnnlab.progress import Progress
 from cnnlab.regularization.averaging import WeightAveraging, final_weights, watched_weights
@@ -257,7 +259,7 @@ def setup(cfg: Config, run: RunDir, world: distributed.World, progress: bool) ->
     accumulate = cfg.train.accumulate
     steps_per_epoch = optimizer_steps_per_epoch(batches.steps_per_epoch, accumulate)
     optimizer = build_optimizer(cfg.optim, model, images_per_step(cfg))
-    schedule = build_schedule(cfg, batches.steps_per_epoch)
+    schedule = schedule_for_config(cfg, batches.steps_per_epoch)
     peak_lr = max(schedule.lr(step) for step in range(0, schedule.ctx.total_steps,
                                                       max(1, schedule.ctx.total_steps // 1000)))
     scaler = torch.amp.GradScaler(runtime.device.type) if runtime.amp == "fp16" else None
@@ -704,16 +706,13 @@ def _summary(cfg: Config, run: RunDir, assembly, status: str, pos: Position, sec
     }
     if pos.resume_changes:
         summary["resume_changes"] = pos.resume_changes
-    for key in ("val_acc", "val_loss", "val_top5", "train_loss", "train_acc", "ema_val_acc",
-                "ema_val_loss"):
-        if key in last:
-            summary[f"final_{key}"] = last[key]
+    summary.update(final_keys(last))
     if pos.history:
         images = sum(h["images_per_s"] * h["train_seconds"] for h in pos.history)
         summary["images_per_s"] = images / max(sum(h["train_seconds"] for h in pos.history),
                                                1e-9)
     summary.update(extra or {})
-    not_finite = [key for key in ("final_val_loss", "final_train_loss")
+    not_finite = [key for key in LOSS_KEYS
                   if isinstance(summary.get(key), float) and not math.isfinite(summary[key])]
     if status == "completed" and not_finite:
         # Every training step's loss was finite, yet the network it left is not (a NaN validation

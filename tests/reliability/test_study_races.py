@@ -24,7 +24,7 @@ def _launch(barrier, config: str, storage: str, runs: str, errors) -> None:
 
     barrier.wait(timeout=30)
     try:
-        ablate(config, [], ["optim.lr=0.05,0.02"], seeds=2, workers=0, storage_url=storage,
+        ablate(config, vary=["optim.lr=0.05,0.02"], seeds=2, workers=0, storage_url=storage,
                study_name="race", runs_root=runs)
     except Exception as error:  # noqa: BLE001 - the parent asserts on what each launch raised
         errors.put(f"{type(error).__name__}: {error}")

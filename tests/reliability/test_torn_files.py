@@ -28,7 +28,7 @@ def finished_study(tmp_path: Path, tiny: dict) -> Path:
     told a value the way a worker would."""
     journal = tmp_path / "optuna.journal"
     config = write_config(tmp_path / "tiny.yaml", tiny)
-    ablate(str(config), [], ["optim.lr=0.05,0.02"], seeds=2, workers=0,
+    ablate(str(config), vary=["optim.lr=0.05,0.02"], seeds=2, workers=0,
            storage_url=str(journal), study_name="done", runs_root=str(tmp_path / "runs"))
     study = load_study(open_storage(str(journal)), "done")
     for frozen in study.get_trials():
@@ -70,7 +70,7 @@ def test_a_launch_after_a_torn_line_creates_its_study_and_keeps_the_finished_one
     # Today the new study's record is glued onto the torn one: "Should not reach", then a
     # JSONDecodeError for every command on this file.
     with pytest.warns(UserWarning, match="torn record at byte"):
-        ablate(str(tmp_path / "tiny.yaml"), [], ["model.activation=relu,gelu"], seeds=1,
+        ablate(str(tmp_path / "tiny.yaml"), vary=["model.activation=relu,gelu"], seeds=1,
                workers=0, storage_url=str(journal), study_name="next",
                runs_root=str(tmp_path / "runs"))
 

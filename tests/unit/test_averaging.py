@@ -1,19 +1,11 @@
 """The weight-averaging protocol decides the final weights: the EMA when it is on, SWA once it
 has averaged an epoch, and for early stopping the weights its metric measures."""
 
-import pytest
 from torch import nn
 
-from cnnlab.regularization.averaging import averaged_by, final_weights, watched_weights
+from cnnlab.regularization.averaging import final_weights, watched_weights
 from cnnlab.regularization.ema import WeightEma
 from cnnlab.regularization.swa import WeightAverage
-
-
-@pytest.mark.parametrize("metric, average", [("ema_val_acc", "ema"), ("swa_val_loss", "swa"),
-                                             ("val_acc", None), ("train_loss", None),
-                                             ("emax_val_acc", None)])
-def test_a_metric_names_the_average_it_measures_by_its_prefix(metric, average):
-    assert averaged_by(metric) == average
 
 
 def test_with_ema_on_the_final_weights_are_the_ema():

@@ -223,7 +223,7 @@ def test_a_step_the_grad_scaler_skips_is_reported_so_the_schedule_does_not_count
 
 
 def test_one_conversion_turns_optim_lr_into_the_optimizer_lr_for_optimizer_and_schedule():
-    from cnnlab.components.schedules import build_schedule
+    from cnnlab.configured_schedule import schedule_for_config
     from cnnlab.lr_units import config_lr, images_per_step, optimizer_lr
 
     # 64 images x 2 accumulated = 128 per step against base 32: x4 linear, x2 sqrt.
@@ -234,6 +234,6 @@ def test_one_conversion_turns_optim_lr_into_the_optimizer_lr_for_optimizer_and_s
         assert images_per_step(cfg) == 128
         assert optimizer_lr(cfg) == pytest.approx(0.01 * factor)
         assert config_lr(cfg, optimizer_lr(cfg)) == pytest.approx(0.01)
-        assert build_schedule(cfg, batches_per_epoch=10).lr(0) == pytest.approx(0.01 * factor)
+        assert schedule_for_config(cfg, batches_per_epoch=10).lr(0) == pytest.approx(0.01 * factor)
         optimizer = build_optimizer(cfg.optim, TinyNet(), images_per_step(cfg))
         assert optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * factor)

@@ -35,14 +35,14 @@ def test_warmup_ramps_then_hands_over_to_the_schedule_on_its_own_clock():
 
 
 def test_weight_averaging_phase_holds_or_anneals_to_its_lr_from_its_start_epoch():
-    from cnnlab.components.schedules import build_schedule
     from cnnlab.config import load_config
+    from cnnlab.configured_schedule import schedule_for_config
 
     def lrs(swa=None):
         train = {"epochs": 4, **({"swa": swa} if swa else {})}
         cfg = load_config({"optim": {"name": "sgd", "lr": 0.1}, "schedule": "cosine",
                            "train": train, "data": {"batch_size": 10}})
-        return [build_schedule(cfg, 10).lr(t) for t in range(40)]
+        return [schedule_for_config(cfg, 10).lr(t) for t in range(40)]
 
     plain = lrs()
     held = lrs({"start_epoch": 3, "lr": 0.01})

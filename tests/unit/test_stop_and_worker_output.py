@@ -33,7 +33,7 @@ def test_epoch_lines_inside_a_run_label_carry_it():
 
 
 def test_quiet_studies_start_quiet_workers(monkeypatch):
-    from cnnlab.experiments import ablate
+    from cnnlab.experiments import launch
 
     started = []
 
@@ -44,11 +44,11 @@ def test_quiet_studies_start_quiet_workers(monkeypatch):
         def wait(self):
             return 0
 
-    monkeypatch.setattr(ablate.subprocess, "Popen", FakeProcess)
-    ablate.launch_workers("runs/s.journal", "s", 2, 10.0, progress=False)
+    monkeypatch.setattr(launch.subprocess, "Popen", FakeProcess)
+    launch.launch_workers("runs/s.journal", "s", 2, 10.0, progress=False)
     assert started and all("--quiet" in command for command in started)
     started.clear()
-    ablate.launch_workers("runs/s.journal", "s", 2, 10.0, progress=True)
+    launch.launch_workers("runs/s.journal", "s", 2, 10.0, progress=True)
     assert started and not any("--quiet" in command for command in started)
 
 
@@ -62,11 +62,11 @@ def test_a_quiet_worker_prints_nothing_and_a_loud_one_labels_its_runs(tmp_path, 
 
     config.write_text(yaml.safe_dump(tiny))
     storage = str(tmp_path / "s.journal")
-    ablate(str(config), [], ["optim.lr=0.05,0.1"], 1, 1, storage, "quiet", [], "val_acc", 10.0,
-           False, str(tmp_path / "runs"))
+    ablate(str(config), vary=["optim.lr=0.05,0.1"], seeds=1, workers=1, storage_url=storage,
+           study_name="quiet", progress=False, runs_root=str(tmp_path / "runs"))
     quiet = capsys.readouterr().err
     assert "worker:" not in quiet and "epoch " not in quiet  # only the study's one summary line
-    ablate(str(config), [], ["optim.lr=0.02,0.03"], 1, 1, storage, "loud", [], "val_acc", 10.0,
-           True, str(tmp_path / "runs"))
+    ablate(str(config), vary=["optim.lr=0.02,0.03"], seeds=1, workers=1, storage_url=storage,
+           study_name="loud", progress=True, runs_root=str(tmp_path / "runs"))
     err = capsys.readouterr().err
     assert "worker: starting run 0" in err and "[run 0] epoch 1/1" in err

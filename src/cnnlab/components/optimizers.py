@@ -12,7 +12,7 @@ from torch import nn
 
 from cnnlab.components.lamb import Lamb
 from cnnlab.components.lion import Lion
-from cnnlab.lr_units import lr_scale
+from cnnlab.lr_units import LrUnits
 from cnnlab.options import Options, tagged_union
 from cnnlab.registry import Registry
 
@@ -160,7 +160,7 @@ def no_decay(name: str, param: torch.Tensor) -> bool:
 
 def effective_lr(options: OptimizerBase, batch_size: int) -> float:
     """`options.lr` scaled for `batch_size` images per optimizer step (see cnnlab.lr_units)."""
-    return options.lr * lr_scale(options, batch_size)
+    return LrUnits.from_options(options, batch_size).optimizer_lr
 
 
 def parameter_groups(model: nn.Module, options: OptimizerBase) -> list[dict]:
@@ -183,14 +183,21 @@ def parameter_groups(model: nn.Module, options: OptimizerBase) -> list[dict]:
     return list(groups.values())
 
 
-def build_optimizer(spec, model: nn.Module, batch_size: int) -> torch.optim.Optimizer:
+def build_optimizer(spec: OptimizerBase, model: nn.Module,
+                    batch_size: int) -> torch.optim.Optimizer:
+    """The optimizer `spec` names over `model`'s parameter groups, at the LR `spec.lr` means for
+    `batch_size` images per optimizer step (`cnnlab.lr_units.images_per_step`)."""
     entry = OPTIMIZERS.get(spec.name)
     groups = parameter_groups(model, spec)
     optimizer = entry.factory(groups, spec)
-    base_lr = effective_lr(spec, batch_size)
-    for group in optimizer.param_groups:
-        group["lr"] = base_lr * group["lr_mult"]
+    set_lr(optimizer, effective_lr(spec, batch_size))
     return optimizer
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Every group at `lr` times its multiplier (`optim.lr_mult`; 1 for a group without one)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_mult", 1.0)
 
 
 def momentum_key(spec) -> str | None:
@@ -209,8 +216,8 @@ def base_momentum(spec) -> float | None:
 
 def set_hyperparameters(optimizer: torch.optim.Optimizer, lr: float, momentum: float | None,
                         key: str | None) -> None:
+    set_lr(optimizer, lr)
     for group in optimizer.param_groups:
-        group["lr"] = lr * group["lr_mult"]
         if momentum is not None and key is not None:
             if key == "betas":
                 group["betas"] = (momentum, group["betas"][1])

@@ -18,7 +18,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from cnnlab.metrics import MetricName
+from cnnlab.metric_names import MetricName
 from cnnlab.options import Options, tagged_union
 from cnnlab.registry import Registry
 
@@ -341,6 +341,14 @@ class SwaPhase:
     lr: float | None
     anneal_steps: int
 
+    @classmethod
+    def from_epochs(cls, first_epoch: int, lr: float | None, anneal_epochs: float,
+                    steps_per_epoch: int) -> SwaPhase:
+        """The phase that starts with epoch `first_epoch` (1-based) and anneals over
+        `anneal_epochs` epochs."""
+        return cls(start=(first_epoch - 1) * steps_per_epoch, lr=lr,
+                   anneal_steps=int(round(anneal_epochs * steps_per_epoch)))
+
     def apply(self, step: int, scheduled: float) -> float:
         if step < self.start or self.lr is None:
             return scheduled
@@ -441,20 +449,16 @@ def optimizer_steps_per_epoch(batches_per_epoch: int, accumulate: int) -> int:
     return max(1, batches_per_epoch // accumulate)
 
 
-def build_schedule(cfg, batches_per_epoch: int) -> Schedule:
-    """The schedule of a run: the training loop and `cnnlab schedule` both build it here."""
-    from cnnlab.components.optimizers import base_momentum
-    from cnnlab.lr_units import optimizer_lr
-
-    accumulate = cfg.train.accumulate
-    steps = optimizer_steps_per_epoch(batches_per_epoch, accumulate)
-    swa = cfg.train.swa
-    phase = (SwaPhase(start=(swa.first_epoch(cfg.train.epochs) - 1) * steps, lr=swa.lr,
-                      anneal_steps=int(round(swa.anneal_epochs * steps))) if swa else None)
-    return Schedule(cfg.schedule, Context(
-        base_lr=optimizer_lr(cfg),
-        total_steps=steps * cfg.train.epochs, steps_per_epoch=steps,
-        base_momentum=base_momentum(cfg.optim)), phase)
+def build_schedule(options: ScheduleBase, *, base_lr: float, epochs: int, steps_per_epoch: int,
+                   base_momentum: float | None = None, swa: SwaPhase | None = None) -> Schedule:
+    """The schedule of a run, from what it needs: its options; `base_lr`, the LR its curve is
+    written against (`optim.lr` in the optimizer's units, from cnnlab.lr_units: the start of a
+    cosine, the peak of one_cycle); the run's length in optimizer steps (`train.accumulate`
+    already applied); the optimizer's momentum (None: nothing to cycle) and weight averaging's
+    phase, if any. `cnnlab.configured_schedule` reads these from a config."""
+    return Schedule(options, Context(
+        base_lr=base_lr, total_steps=steps_per_epoch * epochs, steps_per_epoch=steps_per_epoch,
+        base_momentum=base_momentum), swa)
 
 
 def trace(schedule: Schedule) -> dict:

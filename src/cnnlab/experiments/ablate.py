@@ -7,53 +7,21 @@ are paired. Re-running the same command resumes the study: finished runs are not
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
-from cnnlab.config import absolute_paths, apply_override, load_config, read_config_file
+from cnnlab.config import load_config
 from cnnlab.errors import UserError
-from cnnlab.experiments.design import Factor, combinations, label, overrides, parse_factors, \
-    run_dir, validate_combinations
-from cnnlab.experiments.runner import direction
-from cnnlab.experiments.store import open_storage, store_lock
-from cnnlab.experiments.worker import DEFAULT_HEARTBEAT, work
-from cnnlab.runtime import available_cores
-
-DESIGN_KEYS = ("kind", "config", "factors", "seeds", "metric")
-
-
-def base_config(config_path: str, extra: list[str]) -> dict:
-    """The user's config with -o applied, unresolved: a factor that switches a component (optim
-    name=adam) then gets that component's own defaults, not the ones of the config's choice."""
-    raw = read_config_file(config_path)
-    for item in extra:
-        apply_override(raw, item)
-    load_config(raw)  # every problem reported now, before a study exists
-    return absolute_paths(raw, Path.cwd())  # -o paths mean the folder the command ran in
-
-
-def create_or_resume(storage, name: str, spec: dict, sampler=None, pruner=None) -> optuna.Study:
-    try:
-        study = optuna.create_study(study_name=name, storage=storage,
-                                    direction=direction(spec["metric"]), sampler=sampler,
-                                    pruner=pruner)
-    except optuna.exceptions.DuplicatedStudyError:
-        study = optuna.load_study(study_name=name, storage=storage, sampler=sampler,
-                                  pruner=pruner)
-        differs = [k for k in DESIGN_KEYS if study.user_attrs.get(k) != spec.get(k)]
-        if differs:
-            raise UserError(f"study '{name}' already exists with a different {', '.join(differs)}; "
-                            "re-run it with the same arguments to resume it, or give another "
-                            "--study name") from None
-        return study
-    for key, value in spec.items():
-        study.set_user_attr(key, value)
-    return study
+from cnnlab.experiments.design import Factor, base_config, combinations, label, overrides, \
+    parse_factors, run_dir, validate_combinations
+from cnnlab.experiments.launch import launch_workers
+from cnnlab.experiments.store import open_storage, resolve_storage, store_lock
+from cnnlab.experiments.study import create_or_resume
+from cnnlab.experiments.trial_queue import DEFAULT_HEARTBEAT
 
 
 def enqueue_missing(study: optuna.Study, factors: list[Factor], seeds: list[int],
@@ -81,43 +49,24 @@ def enqueue_missing(study: optuna.Study, factors: list[Factor], seeds: list[int]
     return added
 
 
-def launch_workers(storage_url: str, study_name: str, workers: int, interval: float,
-                   progress: bool) -> None:
-    """W workers on this machine share its cores: each trains with cores/W threads."""
-    if workers == 0:
-        print(f"runs queued; start workers with: cnnlab worker --storage {storage_url} --study "
-              f"{study_name}", file=sys.stderr)
-        return
-    threads = max(1, available_cores() // workers)
-    if workers == 1:
-        work(storage_url, study_name, threads, interval, progress, salt=0)
-        return
-    command = [sys.executable, "-m", "cnnlab", "worker", "--storage", storage_url, "--study",
-               study_name, "--threads", str(threads), "--heartbeat", str(interval)]
-    if not progress:
-        command.append("--quiet")
-    processes = [subprocess.Popen(command + ["--salt", str(index)]) for index in range(workers)]
-    failed = [p.wait() for p in processes]
-    if any(code not in (0, None) for code in failed):
-        print(f"warning: {sum(1 for c in failed if c)} worker(s) exited with an error; re-run "
-              "the same command to finish the study", file=sys.stderr)
-
-
-def ablate(config_path: str, extra: list[str], vary: list[str], seeds: int,
+def ablate(config_path: str, *, vary: Sequence[str], seeds: int, extra: Sequence[str] = (),
            workers: int = 1, storage_url: str | None = None, study_name: str | None = None,
-           baselines: list[str] = (), metric: str = "val_acc",
+           baselines: Sequence[str] = (), metric: str = "val_acc",
            interval: float = DEFAULT_HEARTBEAT, progress: bool = False,
            runs_root: str = "runs") -> optuna.Study:
+    """Queue every combination of the `vary` factors (KEY=V1,V2,...) times `seeds` paired seeds
+    on a study (created, or resumed when it exists), then serve it with `workers` local workers
+    (0: only queue, for `cnnlab worker` processes)."""
     if seeds < 1 or workers < 0:
         raise UserError("--seeds must be at least 1 and --workers at least 0 (0 only queues the "
                         "runs, for `cnnlab worker` processes to take)")
-    base = base_config(config_path, extra)
-    factors = parse_factors(vary, list(baselines))
+    base = base_config(config_path, list(extra))
+    factors = parse_factors(list(vary), list(baselines))
     validate_combinations(base, factors)
     first_seed = int(base.get("seed", 0))
     seed_list = [first_seed + k for k in range(seeds)]
     name = study_name or f"{load_config(base).name}-ablation"
-    storage_url = storage_url or os.environ.get("CNNLAB_STORAGE") or "runs/optuna.journal"
+    storage_url, _ = resolve_storage(storage_url)
     storage = open_storage(storage_url)
     spec = {"kind": "ablation", "config": base, "seeds": seed_list, "metric": metric,
             "factors": [{"key": f.key, "values": list(f.values), "baseline": f.baseline}

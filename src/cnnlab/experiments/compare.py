@@ -16,15 +16,12 @@ import yaml
 
 from cnnlab.errors import UserError
 from cnnlab.experiments import statistics as stats
-from cnnlab.experiments.runner import direction, metric_value
+from cnnlab.metric_names import DEFAULT_METRIC, direction_words, higher_is_better, \
+    loss_diverged, metric_bounds, summary_key, summary_metrics, summary_value
 from cnnlab.rundir import read_json_file, read_json_lines
 
 # Keys that differ between runs without being a choice someone made.
 NOT_FACTORS = {"name", "seed", "data.normalize", "train.threads", "train.device"}
-# A run whose final loss is not finite diverged, whatever its accuracy says (an accuracy is
-# still a number when every prediction is the same class): it counts as diverged for every
-# metric, so that the counts do not depend on which metric is compared.
-LOSS_KEYS = ("final_val_loss", "final_train_loss")
 
 
 @dataclass
@@ -54,31 +51,15 @@ def _finite(value) -> bool:
         return False
 
 
-def loss_diverged(record: dict) -> bool:
-    """True when a finished run's summary (or trial attributes) holds a non-finite final loss."""
-    return any(key in record and not _finite(record[key]) for key in LOSS_KEYS)
-
-
-def metrics_in(record: dict) -> set[str]:
-    """The metric names `--metric` accepts for one run: final_X as X, test_* and best_*."""
-    names = set()
-    for key in record:
-        if key.startswith("final_"):
-            names.add(key.removeprefix("final_"))
-        elif key.startswith(("test_", "best_")) and key != "best_epoch":
-            names.add(key)
-    return names
-
-
 def check_metric(metric: str, records: list[dict], source: str) -> None:
     """An unknown metric is an error naming the metrics every finished run has (rather than an
     empty table calling every run diverged)."""
     if not records:
         return
-    lacking = [r for r in records if metric not in metrics_in(r) and metric not in r]
+    lacking = [r for r in records if metric not in summary_metrics(r) and metric not in r]
     if not lacking:
         return
-    common = set.intersection(*(metrics_in(r) for r in records))
+    common = set.intersection(*(summary_metrics(r) for r in records))
     having = f"the runs have: {', '.join(sorted(common))}" if common else \
         "the runs have no metric in common"
     which = "none of the" if len(lacking) == len(records) else \
@@ -93,7 +74,7 @@ def from_study(storage_url: str | None, name: str, metric: str | None = None) ->
     study = load_study(open_existing_storage(storage_url, name), name,
                        describe_storage(storage_url))
     attrs = study.user_attrs
-    metric = metric or attrs.get("metric", "val_acc")
+    metric = metric or attrs.get("metric", DEFAULT_METRIC)
     if attrs.get("kind") == "search":
         raise UserError(f"study {name} is a search; compare takes ablations (use `cnnlab report` "
                         "or optuna-dashboard to look at a search)")
@@ -103,7 +84,7 @@ def from_study(storage_url: str | None, name: str, metric: str | None = None) ->
     results = Results(metric, factors, levels, source=f"study {name}")
     finished = [t for t in study.get_trials(deepcopy=False)
                 if t.user_attrs.get("status") in ("completed", "diverged")]
-    completed = [{**t.user_attrs, **({_summary_key(attrs["metric"]): t.value}
+    completed = [{**t.user_attrs, **({summary_key(attrs["metric"]): t.value}
                                      if attrs.get("metric") else {})}
                  for t in finished if t.user_attrs.get("status") == "completed"]
     check_metric(metric, completed, results.source)
@@ -113,7 +94,7 @@ def from_study(storage_url: str | None, name: str, metric: str | None = None) ->
         seed = int(trial.user_attrs["seed"])
         if status == "completed" and loss_diverged(trial.user_attrs):
             status = "diverged"
-        value = trial.user_attrs.get(_summary_key(metric)) if status == "completed" else None
+        value = trial.user_attrs.get(summary_key(metric)) if status == "completed" else None
         if status == "completed" and metric == attrs.get("metric"):
             value = trial.value
         value = float(value) if _finite(value) else None
@@ -122,10 +103,6 @@ def from_study(storage_url: str | None, name: str, metric: str | None = None) ->
             trial.intermediate_values[e] for e in sorted(trial.intermediate_values)]
         results.run_dirs.setdefault(key, {})[seed] = trial.user_attrs.get("run_dir")
     return results
-
-
-def _summary_key(metric: str) -> str:
-    return metric if metric.startswith(("test_", "best_", "final_")) else f"final_{metric}"
 
 
 def _from_overrides(trial, factor: str) -> str | None:
@@ -159,7 +136,7 @@ def find_runs(paths: list[str]) -> list[Path]:
     return runs
 
 
-def from_runs(paths: list[str], metric: str = "val_acc") -> Results:
+def from_runs(paths: list[str], metric: str = DEFAULT_METRIC) -> Results:
     runs = find_runs(paths)
     if not runs:
         raise UserError(f"no run folders (with summary.json) under {', '.join(paths)}")
@@ -188,7 +165,7 @@ def from_runs(paths: list[str], metric: str = "val_acc") -> Results:
             continue
         key = tuple(config.get(f) for f in factors)
         seed = int(summary.get("seed", 0))
-        value = metric_value(summary, metric) if summary["status"] == "completed" \
+        value = summary_value(summary, metric) if summary["status"] == "completed" \
             and not loss_diverged(summary) else None
         results.cells.setdefault(key, {})[seed] = value
         history = read_json_lines(run / "metrics.jsonl")
@@ -201,8 +178,7 @@ def from_runs(paths: list[str], metric: str = "val_acc") -> Results:
 def _within_range(ci: list[float], metric: str) -> list[float]:
     """A t interval of a mean cut to the values the metric can take (an accuracy is at most 1,
     a loss at least 0); the truth lies inside those, so cutting keeps the coverage."""
-    low, high = (0.0, 1.0) if metric.endswith(("_acc", "_top5")) else \
-        (0.0, math.inf) if metric.endswith("_loss") else (-math.inf, math.inf)
+    low, high = metric_bounds(metric)
     return [v if math.isnan(v) else min(max(v, low), high) for v in ci]
 
 
@@ -220,7 +196,7 @@ def analyse(results: Results, alpha: float = 0.05) -> dict:
     """Rows per combination (baseline first) with paired comparisons, and factorial effects."""
     if not results.cells:
         raise UserError(f"no finished runs in {results.source} yet")
-    higher = direction(results.metric) == "maximize"
+    higher = higher_is_better(results.metric)
     order = sorted(results.cells, key=lambda k: [results.levels[f].index(v) if v in
                                                  results.levels[f] else 99
                                                  for f, v in zip(results.factors, k)])
@@ -252,8 +228,8 @@ def analyse(results: Results, alpha: float = 0.05) -> dict:
     effects = {"main": [], "interactions": []}
     if results.factors and (len(results.factors) > 1 or len(results.cells) > 2):
         effects = stats.factorial_effects(results.cells, results.factors)
-    return {"metric": results.metric, "direction": "higher is better" if higher else
-            "lower is better", "source": results.source, "factors": results.factors,
+    return {"metric": results.metric, "direction": direction_words(results.metric),
+            "source": results.source, "factors": results.factors,
             "baseline": results.label(base), "rows": rows, "effects": effects}
 
 

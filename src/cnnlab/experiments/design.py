@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, TypeAdapter, ValidationError, model_validator
 
+from cnnlab.config import absolute_paths, apply_override, load_config, read_config_file
 from cnnlab.errors import ConfigError, UserError
 from cnnlab.options import Options
 
@@ -21,6 +22,16 @@ class Factor:
     key: str
     values: tuple[str, ...]  # YAML texts as the user wrote them: also the labels
     baseline: str
+
+
+def base_config(config_path: str, extra: list[str]) -> dict:
+    """The user's config with -o applied, unresolved: a factor that switches a component (optim
+    name=adam) then gets that component's own defaults, not the ones of the config's choice."""
+    raw = read_config_file(config_path)
+    for item in extra:
+        apply_override(raw, item)
+    load_config(raw)  # every problem reported now, before a study exists
+    return absolute_paths(raw, Path.cwd())  # -o paths mean the folder the command ran in
 
 
 def split_values(text: str) -> list[str]:
@@ -99,8 +110,6 @@ def run_dir(root: Path, study: str, combo_label: str, seed: int) -> Path:
 
 def validate_combinations(base: dict, factors: list[Factor]) -> None:
     """Every combination must be a valid config before a single run starts."""
-    from cnnlab.config import load_config
-
     problems = []
     for combo in combinations(factors):
         try:
@@ -162,8 +171,6 @@ def load_space(path: str | Path) -> dict:
 
 
 def load_space_dict(raw: dict, where: str = "the search space") -> dict[str, SpaceEntry]:
-    from pydantic import TypeAdapter
-
     adapter = TypeAdapter(SpaceEntry)
     space, problems = {}, []
     for key, value in raw.items():

@@ -16,26 +16,14 @@ from optuna.trial import TrialState
 
 from cnnlab.config import load_config
 from cnnlab.errors import Interrupted, NonFiniteLossError
-from cnnlab.experiments.design import choice_text, folder_name
+from cnnlab.experiments.design import choice_text, folder_name, load_space_dict
+from cnnlab.experiments.trial_queue import hand_back
+from cnnlab.metric_names import RECORDED_IN_TRIALS, summary_value
 from cnnlab.train import resume, train
-
-MAXIMIZE_HINTS = ("acc", "top5")
-
-
-def direction(metric: str) -> str:
-    return "maximize" if any(h in metric for h in MAXIMIZE_HINTS) else "minimize"
-
-
-def metric_value(summary: dict, metric: str) -> float | None:
-    """The run's value of `metric`: a summary key (test_acc, best_val_acc) or final_<metric>."""
-    value = summary.get(metric, summary.get(f"final_{metric}"))
-    return float(value) if value is not None and math.isfinite(float(value)) else None
 
 
 def search_overrides(trial: optuna.Trial, space: dict) -> list[str]:
     """Ask the sampler for this trial's point of the search space, as config overrides."""
-    from cnnlab.experiments.design import load_space_dict
-
     result = []
     for key, entry in load_space_dict(space).items():
         if hasattr(entry, "choices"):
@@ -89,7 +77,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, threads: int | None,
             summary = train(cfg, out=folder, progress=progress, on_epoch=observe)
     except Interrupted:
         # Stopped on request with a checkpoint written: hand the run back at once.
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.WAITING)
+        hand_back(study, trial)
         raise
     except NonFiniteLossError as error:
         trial.set_user_attr("status", "diverged")
@@ -103,12 +91,10 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, threads: int | None,
         study.tell(trial, state=TrialState.FAIL)
         return "failed"
 
-    for key in ("final_val_acc", "final_val_loss", "best_val_acc", "test_acc", "test_loss",
-                "final_train_loss", "final_ema_val_acc", "final_swa_val_acc", "epochs_completed",
-                "seconds"):
+    for key in RECORDED_IN_TRIALS:
         if key in summary:
             trial.set_user_attr(key, summary[key])
-    value = metric_value(summary, metric)
+    value = summary_value(summary, metric)
     if summary.get("status") == "diverged":
         trial.set_user_attr("status", "diverged")
         trial.set_user_attr("error", summary.get("diverged_reason", "a non-finite loss"))

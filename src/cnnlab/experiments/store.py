@@ -1,11 +1,8 @@
-"""The results store: an Optuna study, in a journal file on the local disk or in a database.
+"""The results store: Optuna studies, in a journal file on the local disk or in a database.
 
-Every run of an ablation or search is a trial, created WAITING up front so that the set of runs
-is known before any starts. A worker claims one with Optuna's atomic WAITING -> RUNNING update,
-and while it trains a heartbeat thread stamps the trial every few seconds. A RUNNING trial whose
-stamp is older than the grace period belongs to a dead worker: any process that notices puts it
-back to WAITING (an idempotent update, so two processes noticing at once create nothing twice),
-and the next worker to claim it resumes the run from its checkpoint.
+Every command finds its storage through `resolve_storage` (--storage, else $CNNLAB_STORAGE, else
+runs/optuna.journal) and opens it here; launches that must not race take `store_lock`. How
+workers share the runs of a study (claim, heartbeat, take-over) is `trial_queue`'s job.
 """
 
 from __future__ import annotations
@@ -14,7 +11,6 @@ import hashlib
 import logging
 import os
 import random
-import threading
 import time
 import warnings
 from collections.abc import Iterator
@@ -22,7 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
 
 from cnnlab.errors import UserError
 
@@ -33,7 +28,6 @@ except ImportError:  # Windows: no OS file locks; concurrent launches there are 
 
 DEFAULT_STORAGE = "runs/optuna.journal"
 STORAGE_ENV = "CNNLAB_STORAGE"
-HEARTBEAT = "heartbeat"
 # How long a process waits for another that holds the database (SQLite) or is creating its
 # tables before giving up with an error that says so.
 SQLITE_BUSY_SECONDS = 30.0
@@ -223,71 +217,6 @@ def load_study(storage, name: str, where: str | None = None) -> optuna.Study:
         raise UserError(f"no study '{name}' in {place}{hint}; the storage has: "
                         f"{', '.join(names) or 'no study'}; pass one of those names, or point "
                         f"--storage or ${STORAGE_ENV} at the storage that has it") from None
-
-
-def claim(study: optuna.Study) -> optuna.Trial | None:
-    """Take one WAITING trial for this process (atomic), or None if none is left."""
-    storage = study._storage
-    for frozen in storage.get_all_trials(study._study_id, deepcopy=False,
-                                         states=(TrialState.WAITING,)):
-        try:
-            if storage.set_trial_state_values(frozen._trial_id, TrialState.RUNNING):
-                return optuna.trial.Trial(study, frozen._trial_id)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue
-    return None
-
-
-@contextmanager
-def heartbeat(study: optuna.Study, trial_id: int, interval: float) -> Iterator[None]:
-    """Stamp the trial every `interval` seconds while the block runs."""
-    storage = study._storage
-    stop = threading.Event()
-
-    def beat() -> None:
-        while True:
-            try:
-                storage.set_trial_user_attr(trial_id, HEARTBEAT, time.time())
-            except optuna.exceptions.UpdateFinishedTrialError:
-                return
-            except Exception:  # noqa: BLE001 - a missed beat must never kill the training
-                pass
-            if stop.wait(interval):
-                return
-
-    storage.set_trial_user_attr(trial_id, HEARTBEAT, time.time())
-    thread = threading.Thread(target=beat, name="cnnlab-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(timeout=interval + 5)
-
-
-def last_beat(trial: FrozenTrial) -> float:
-    stamp = trial.user_attrs.get(HEARTBEAT)
-    if stamp is not None:
-        return float(stamp)
-    return trial.datetime_start.timestamp() if trial.datetime_start else time.time()
-
-
-def requeue_stale(study: optuna.Study, grace: float) -> list[int]:
-    """Put RUNNING trials whose worker stopped beating back to WAITING; returns their numbers."""
-    storage = study._storage
-    now, requeued = time.time(), []
-    for frozen in storage.get_all_trials(study._study_id, deepcopy=False,
-                                         states=(TrialState.RUNNING,)):
-        if now - last_beat(frozen) <= grace:
-            continue
-        try:
-            storage.set_trial_state_values(frozen._trial_id, TrialState.WAITING)
-            storage.set_trial_user_attr(frozen._trial_id, "requeued",
-                                        int(frozen.user_attrs.get("requeued", 0)) + 1)
-            requeued.append(frozen.number)
-        except optuna.exceptions.UpdateFinishedTrialError:
-            continue  # it finished after all
-    return requeued
 
 
 def count_states(study: optuna.Study) -> dict[str, int]:

@@ -13,11 +13,10 @@ import sys
 import time
 
 from cnnlab.experiments.runner import run_trial
-from cnnlab.experiments.store import claim, count_states, describe_storage, heartbeat, \
-    load_study, open_storage, requeue_stale
+from cnnlab.experiments.store import count_states, describe_storage, open_storage
+from cnnlab.experiments.study import next_trial, open_study
+from cnnlab.experiments.trial_queue import DEFAULT_HEARTBEAT, heartbeat, requeue_stale
 from cnnlab.progress import run_label
-
-DEFAULT_HEARTBEAT = 10.0
 
 
 def grace_period(interval: float) -> float:
@@ -25,17 +24,14 @@ def grace_period(interval: float) -> float:
     return 3.0 * interval + 5.0
 
 
-def work(storage_url: str | None, study_name: str, threads: int | None = None,
+def work(storage_url: str | None, study_name: str, *, threads: int | None = None,
          interval: float = DEFAULT_HEARTBEAT, progress: bool = False, log=None,
          salt: int | None = None) -> int:
     """Serve the study until it is done; returns the number of runs this worker finished.
     `salt` varies a search's sampler seed between workers (default: the process id)."""
     storage = open_storage(storage_url)
-    study = load_study(storage, study_name, describe_storage(storage_url))
-    if study.user_attrs.get("kind") == "search":
-        from cnnlab.experiments.search import search_study
-
-        study = search_study(storage, study_name, salt)
+    # The study says what it is (ablation or search); `next_trial` serves either.
+    study = open_study(storage, study_name, describe_storage(storage_url), salt)
     # --quiet: not even the worker's own lines; stderr looked up now, not at import.
     log = (log or sys.stderr) if progress else None
     done = 0
@@ -55,7 +51,7 @@ def work(storage_url: str | None, study_name: str, threads: int | None = None,
         _say(log, f"worker: starting run {trial.number} ({label}, seed "
                   f"{trial.user_attrs.get('seed', study.user_attrs.get('seed'))})")
         # Several workers share a terminal: each epoch line says which run it belongs to.
-        with heartbeat(study, trial._trial_id, interval), run_label(f"run {trial.number}"):
+        with heartbeat(study, trial, interval), run_label(f"run {trial.number}"):
             status = run_trial(study, trial, threads, progress)
         _say(log, f"worker: run {trial.number} {status}")
         done += 1
@@ -64,11 +60,3 @@ def work(storage_url: str | None, study_name: str, threads: int | None = None,
 def _say(log, text: str) -> None:
     if log is not None:
         print(text, file=log, flush=True)
-
-
-def next_trial(study):
-    if study.user_attrs.get("kind") == "search":
-        from cnnlab.experiments.search import ask_within_budget
-
-        return ask_within_budget(study)
-    return claim(study)

@@ -14,16 +14,9 @@ from dataclasses import dataclass
 
 from torch import nn
 
-# The prefixes that mark a metric measured on an average's weights (ema_val_acc, swa_val_loss).
-AVERAGE_NAMES = ("ema", "swa")
+from cnnlab.metric_names import averaged_by
+
 RAW = "raw"  # the label of the trained weights themselves
-
-
-def averaged_by(metric: str) -> str | None:
-    """The average whose weights `metric` measures ("ema" for ema_val_acc), or None for the
-    trained weights themselves."""
-    prefix, _, rest = metric.partition("_")
-    return prefix if rest and prefix in AVERAGE_NAMES else None
 
 
 class WeightAveraging:

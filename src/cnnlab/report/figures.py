@@ -12,28 +12,10 @@ from pathlib import Path
 import numpy as np
 from scipy.special import stdtrit
 
+from cnnlab.metric_names import metric_bounds, metric_label
 from cnnlab.report.style import PALETTE, color, figure, integer_ticks, save
 
 _LINESTYLES = ["-", "--", ":", "-."]
-
-METRIC_NAMES = {"acc": "accuracy (fraction)", "top5": "top-5 accuracy (fraction)",
-                "loss": "loss (cross-entropy)"}
-SPLIT_NAMES = {"val": "validation", "test": "test", "train": "training",
-               "ema_val": "EMA validation"}
-
-
-def metric_label(metric: str) -> str:
-    """'val_acc' -> 'validation accuracy (fraction)': axis labels with their unit."""
-    name = metric
-    prefix = ""
-    for start, words in (("best_", "best "), ("final_", "final ")):
-        if name.startswith(start):
-            name, prefix = name[len(start):], words
-    split, _, quantity = name.rpartition("_")
-    if quantity in METRIC_NAMES and split in SPLIT_NAMES:
-        return f"{prefix}{SPLIT_NAMES[split]} {METRIC_NAMES[quantity]}"
-    return metric
-
 
 def line_style(index: int) -> dict:
     """Colour from the Okabe-Ito palette; past its eight colours the dash pattern changes, so
@@ -77,15 +59,6 @@ def _legend_below(fig, axis) -> None:
     longest = max((len(label) for label in labels), default=1)
     columns = max(1, min(len(labels), 110 // (longest + 6)))
     fig.legend(handles, labels, loc="outside lower center", fontsize=8, ncols=columns)
-
-
-def metric_bounds(metric: str) -> tuple[float, float]:
-    """The values a metric can take: accuracies are fractions, losses are non-negative."""
-    if metric.endswith(("_acc", "_top5")):
-        return (0.0, 1.0)
-    if metric.endswith("_loss"):
-        return (0.0, math.inf)
-    return (-math.inf, math.inf)
 
 
 def plot_learning_curves(curves: list[tuple[str, list[list[float | None]]]], metric: str,

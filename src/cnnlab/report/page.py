@@ -17,12 +17,13 @@ from pathlib import Path
 from cnnlab import __version__
 from cnnlab.errors import UserError
 from cnnlab.experiments.compare import analyse, apply_baseline
+from cnnlab.metric_names import higher_is_better, per_epoch_metric
 from cnnlab.report import blocks
 from cnnlab.report.blocks import Details, Figure, Paragraph, Section, Table
 from cnnlab.report.render_html import render_html
 from cnnlab.report.render_markdown import render_markdown
-from cnnlab.report.sources import ReportInput, finite, load_input, locate_run, \
-    per_epoch_metric, read_curve, read_json
+from cnnlab.report.sources import ReportInput, finite, load_input, locate_run, read_curve, \
+    read_json
 
 SECTION_IDS = ("what-was-run", "results", "learning-curves", "final-metric", "effects",
                "lr-schedule", "init-signal", "diagnostics", "errors-of-best-run")
@@ -57,7 +58,7 @@ class Context:
 
     @property
     def higher(self) -> bool:
-        return self.analysis["direction"] == "higher is better"
+        return higher_is_better(self.metric)
 
     def runs(self) -> list[tuple[tuple, int, float | None]]:
         """(combination, seed, value) of every finished run, in the table's order."""
@@ -452,8 +453,9 @@ def schedule_trace(best_folder: Path | None, assembly) -> dict | None:
     """The LR of every optimizer step of the best run, computed from its config alone."""
     if best_folder is None:
         return None
-    from cnnlab.components.schedules import build_schedule, trace
+    from cnnlab.components.schedules import trace
     from cnnlab.config import load_config
+    from cnnlab.configured_schedule import schedule_for_config
     from cnnlab.data.loaders import batches_per_epoch
 
     cfg = load_config(best_folder / "config.yaml")
@@ -465,7 +467,7 @@ def schedule_trace(best_folder: Path | None, assembly) -> dict | None:
         per_epoch = batches_per_epoch(len(assembly.data.train), cfg.data.batch_size)
     else:
         return None
-    result = trace(build_schedule(cfg, per_epoch))
+    result = trace(schedule_for_config(cfg, per_epoch))
     return result if result["lr"] else None
 
 

@@ -14,6 +14,8 @@ import yaml
 
 from cnnlab.errors import UserError
 from cnnlab.experiments.compare import Results, find_runs, from_runs, from_study
+# per_epoch_metric is kept importable from here, where it lived before cnnlab.metric_names.
+from cnnlab.metric_names import DEFAULT_METRIC, per_epoch_metric  # noqa: F401
 from cnnlab.rundir import read_json_file, read_json_lines
 
 
@@ -34,7 +36,7 @@ def load_input(sources: list[str], storage: str | None, metric: str | None) -> R
     if not sources:
         raise UserError("report needs run folders or one study name; received none")
     if all(Path(s).exists() for s in sources):
-        return _from_runs(sources, metric or "val_acc")
+        return _from_runs(sources, metric or DEFAULT_METRIC)
     if len(sources) == 1:
         return _from_study(sources[0], storage, metric)
     missing = [s for s in sources if not Path(s).exists()]
@@ -107,13 +109,6 @@ def read_json(path: Path) -> dict | None:
 
 def finite(value) -> bool:
     return value is not None and math.isfinite(float(value))
-
-
-def per_epoch_metric(metric: str) -> str:
-    """The metrics.jsonl key whose curve leads to `metric`: best_val_acc and final_val_acc come
-    from val_acc; the test split is evaluated once at the end, so its curve is validation's."""
-    name = metric.removeprefix("best_").removeprefix("final_")
-    return "val_" + name.removeprefix("test_") if name.startswith("test_") else name
 
 
 def read_curve(run_dir: Path, metric: str) -> list[float | None]:
