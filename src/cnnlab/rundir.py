@@ -326,3 +326,13 @@ class RunDir:
     def read_environment(self) -> dict | None:
         path = self.path / ENVIRONMENT
         return json.loads(path.read_text()) if path.exists() else None
+
+    @property
+    def early_stopping_weights(self) -> Path:
+        """The weights of early stopping's best epoch, restored at the end when it says so."""
+        return self.checkpoints / "early_stopping_best.safetensors"
+
+    @property
+    def raw_weights(self) -> Path:
+        """The trained weights themselves, kept beside model.safetensors when that is an average."""
+        return self.path / "model_raw.safetensors"

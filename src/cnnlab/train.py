@@ -1,10 +1,12 @@
-"""The training loop: `fit`, readable top to bottom, and the state it checkpoints.
+"""The training loop: `fit`, readable top to bottom as setup -> restore (or start) -> the epochs
+-> finish, each phase a function of its own below it, in that order.
 
 Every epoch trains on seeded batches, evaluates on the validation split, appends a line to
 metrics.jsonl and writes a checkpoint. A checkpoint holds everything the next step depends on
 (weights, optimizer, schedule and grad-scaler state, position, RNG states, the epoch's data order
 and running sums, the weight average and early-stopping state), so a run killed at any moment and
-resumed ends with the same weights, bit for bit on CPU, as one never interrupted.
+resumed ends with the same weights, bit for bit on CPU, as one never interrupted. What it holds
+is registered once, in `setup`, with the run's `TrainState` (train_state.py).
 """
 
 from __future__ import annotations
@@ -18,39 +20,43 @@ import warnings
 from collections.abc import Callable
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch import nn
 
 from cnnlab import distributed
-from cnnlab.assemble import assemble
+from cnnlab.assemble import Assembly, assemble
 from cnnlab.checkpoint import (LAST, PREVIOUS, DamagedCheckpoint, load_for_resume, load_weights,
-                               read_checkpoint, save_checkpoint, save_weights)
+                               read_checkpoint, save_weights)
 from cnnlab.config_changes import check_resume_config
 from cnnlab.components.optimizers import build_optimizer, momentum_key, set_hyperparameters
-from cnnlab.components.schedules import optimizer_steps_per_epoch
+from cnnlab.components.schedules import Schedule, optimizer_steps_per_epoch
 from cnnlab.config import Config, dump_yaml, load_config, to_dict
 from cnnlab.configured_schedule import schedule_for_config
+from cnnlab.data.loaders import TrainBatches
 from cnnlab.diagnostics import UPDATE_RATIO_MIN_LR_SHARE, Diagnostics
 from cnnlab.errors import DiskFull, Interrupted, NonFiniteLossError, UserError
 from cnnlab.evaluate import TOP5_MIN_CLASSES, evaluate
 from cnnlab.lr_units import images_per_step
+from cnnlab.metric_names import LOSS_KEYS, final_keys
 from cnnlab.models import count_parameters
 from cnnlab.progress import Progress
+from cnnlab.regularization.averaging import WeightAveraging, final_weights, watched_weights
 from cnnlab.regularization.early_stopping import EarlyStopping
 from cnnlab.regularization.ema import WeightEma
 from cnnlab.regularization.mixing import mix, mixed_correct, mixed_loss
 from cnnlab.regularization.swa import WeightAverage
 from cnnlab.rundir import RunDir, new_run_path
 from cnnlab.runtime import environment
-from cnnlab.seeding import generator, rng_state, seed_everything, set_rng_state
+from cnnlab.seeding import generator, seed_everything
+from cnnlab.train_state import GlobalRng, LoadsWith, Position, TrainState, zero_sums
 
-CHECKPOINT_FORMAT = 1
 # Sees each epoch's metrics line; True stops the run after that epoch (a search's pruning).
 EpochObserver = Callable[[dict], bool]
-EARLY_STOPPING_WEIGHTS = "early_stopping_best.safetensors"
 
 
 @contextmanager
@@ -156,48 +162,147 @@ def _disk_full(run: RunDir, error: OSError) -> DiskFull:
                     f"continue with `cnnlab train --resume {run.path}`{note}")
 
 
-def _zero_sums(device) -> dict:
-    return {"loss": torch.zeros((), dtype=torch.float64, device=device),
-            "correct": torch.zeros((), dtype=torch.float64, device=device),
-            "count": torch.zeros((), dtype=torch.long, device=device),
-            "seconds": torch.zeros((), dtype=torch.float64)}
+@dataclass
+class Training:
+    """What `setup` builds for one run and every later phase reads: the parts, the numbers
+    derived from the config, and the state a checkpoint holds."""
+
+    cfg: Config  # resolved: data statistics and runtime filled in
+    run: RunDir
+    world: distributed.World
+    assembly: Assembly
+    batches: TrainBatches
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    scaler: torch.amp.GradScaler | None
+    averages: list[WeightAveraging]  # the weight averages (EMA or SWA), if any
+    diagnostics: Diagnostics | None  # on the main process only
+    stopper: EarlyStopping | None
+    position: Position
+    state: TrainState
+    shown: Progress
+    steps_per_epoch: int  # optimizer steps
+    micro_per_epoch: int  # micro-batches: optimizer steps x train.accumulate
+    peak_lr: float
+    momentum_name: str | None
+    # The training forward goes through DDP and torch.compile; state, evaluation and hooks use
+    # the model itself. Set by `prepare_networks` once the weights are restored.
+    net: nn.Module | None = None
+    eager_net: nn.Module | None = None
+    started: float = 0.0  # perf_counter() at the run's start, resumed runs included
+    # Losses not yet read back from the device (a read waits for the GPU), with their steps.
+    pending_losses: list[tuple[int, torch.Tensor]] = field(default_factory=list)
+    last_batch: tuple = ()  # the latest micro-batch, probed after a non-finite loss
+
+    @property
+    def model(self) -> nn.Module:
+        return self.assembly.model
+
+    @property
+    def device(self) -> torch.device:
+        return self.assembly.runtime.device
+
+    @property
+    def main(self) -> bool:
+        return self.world.is_main  # only the first process writes files and prints
 
 
 @dataclass
-class Position:
-    """Where training is, and what it has accumulated: the part of a checkpoint that is not a
-    component's own state."""
+class EpochClock:
+    """Times the training part of an epoch; a checkpoint mid-epoch banks what has passed."""
 
-    epoch: int = 0  # the epoch in progress (0-based)
-    micro: int = 0  # micro-batches of it already done
-    step: int = 0  # optimizer steps done in the whole run
-    history: list = field(default_factory=list)
-    best: dict = field(default_factory=dict)
-    elapsed: float = 0.0
-    sums: dict | None = None
-    order: torch.Tensor | None = None
-    stopped_early: int | None = None
-    pruned: bool = False
-    resume_changes: list = field(default_factory=list)  # config edits a forced resume accepted
+    started: float
+    trained_before: int  # images of this epoch trained before `started`
 
 
 def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
         on_epoch: EpochObserver | None = None, force: bool = False) -> dict:
+    """Train the run in `run` to its end: set up, restore or start, loop over the epochs, finish.
+    Returns the summary."""
     world = distributed.world()
-    main = world.is_main  # only the first process writes files and prints
     # Resume from the newest readable checkpoint (refusing when none is readable), checking
     # the config against the one it was trained with before anything is built from it.
-    state, state_path = (load_for_resume(run.checkpoints, keep_evidence=main) if resuming
-                         else (None, None))
+    checkpoint, source = (load_for_resume(run.checkpoints, keep_evidence=world.is_main)
+                          if resuming else (None, None))
     accepted_changes = []
-    if state is not None and "config" in state:
-        accepted_changes = check_resume_config(state["config"], to_dict(cfg), str(state_path),
+    if checkpoint is not None and "config" in checkpoint:
+        accepted_changes = check_resume_config(checkpoint["config"], to_dict(cfg), str(source),
                                                str(run.config), force)
+    training = setup(cfg, run, world, progress)
+    if checkpoint is not None:
+        restore(training, checkpoint, source, accepted_changes)
+    else:
+        start(training)
+    if world.is_main:
+        run.write_environment({**environment(training.assembly.runtime), "processes": world.size})
+    prepare_networks(training)
+    pos = training.position
+    training.shown.write(f"resuming {run.path} at epoch {pos.epoch + 1}, step {pos.step} "
+                         f"(from {source.name})" if checkpoint is not None
+                         else f"run folder: {run.path}")
+    training.started = time.perf_counter() - pos.elapsed
+    write_status(training, "running")
+    with stop_requests() as stop:
+        while pos.epoch < training.cfg.train.epochs and pos.stopped_early is None:
+            clock = train_epoch(training, stop)
+            end_epoch(training, clock, on_epoch)
+    return finish(training)
+
+
+def setup(cfg: Config, run: RunDir, world: distributed.World, progress: bool) -> Training:
+    """Build the model, data, optimizer, schedule and every stateful component, and register
+    each with the state a checkpoint holds."""
     assembly = assemble(cfg, world=world)
     cfg, model, runtime = assembly.cfg, assembly.model, assembly.runtime
-    device, num_classes = runtime.device, assembly.data.num_classes
     batches = assembly.train_batches()
+    _check_against_data(cfg, assembly, batches)
     accumulate = cfg.train.accumulate
+    steps_per_epoch = optimizer_steps_per_epoch(batches.steps_per_epoch, accumulate)
+    optimizer = build_optimizer(cfg.optim, model, images_per_step(cfg))
+    schedule = schedule_for_config(cfg, batches.steps_per_epoch)
+    peak_lr = max(schedule.lr(step) for step in range(0, schedule.ctx.total_steps,
+                                                      max(1, schedule.ctx.total_steps // 1000)))
+    scaler = torch.amp.GradScaler(runtime.device.type) if runtime.amp == "fp16" else None
+    ema = (WeightEma(model, cfg.train.ema.decay, cfg.train.ema.warmup_steps, cfg.train.ema.every)
+           if cfg.train.ema else None)
+    swa = (WeightAverage(model, cfg.train.swa.first_epoch(cfg.train.epochs))
+           if cfg.train.swa else None)
+    diagnostics = (Diagnostics(model, cfg.diagnostics.every, cfg.diagnostics.max_samples,
+                               cfg.diagnostics.explode_threshold, schedule.ctx.total_steps,
+                               cfg.diagnostics.budget)
+                   if cfg.diagnostics.every > 0 and world.is_main else None)
+    stopper = (EarlyStopping(cfg.train.early_stopping.metric, cfg.train.early_stopping.mode,
+                             cfg.train.early_stopping.patience,
+                             cfg.train.early_stopping.min_delta)
+               if cfg.train.early_stopping else None)
+    position = Position()
+
+    # The one place a stateful component is registered: its state is in every checkpoint.
+    state = TrainState(config=to_dict(cfg))
+    state.register("model", model)
+    state.register("optimizer", optimizer)
+    state.register("schedule", schedule)
+    state.register("scaler", scaler)
+    state.register("ema", ema)
+    state.register("swa", swa)
+    state.register("early_stopping", stopper)
+    state.register("diagnostics", LoadsWith(diagnostics, run.path)
+                   if diagnostics is not None else None)
+    state.register("position", LoadsWith(position, runtime.device))
+    state.register("rng", GlobalRng())
+
+    return Training(
+        cfg=cfg, run=run, world=world, assembly=assembly, batches=batches, optimizer=optimizer,
+        schedule=schedule, scaler=scaler, averages=[a for a in (ema, swa) if a is not None],
+        diagnostics=diagnostics, stopper=stopper, position=position, state=state,
+        shown=Progress(cfg.train.epochs, steps_per_epoch, enabled=progress and world.is_main),
+        steps_per_epoch=steps_per_epoch, micro_per_epoch=steps_per_epoch * accumulate,
+        peak_lr=peak_lr, momentum_name=momentum_key(cfg.optim))
+
+
+def _check_against_data(cfg: Config, assembly: Assembly, batches: TrainBatches) -> None:
+    """Refuse config values that only the loaded data shows to be impossible."""
+    accumulate, num_classes = cfg.train.accumulate, assembly.data.num_classes
     if batches.steps_per_epoch < accumulate:
         raise UserError(f"train.accumulate={accumulate} needs at least {accumulate} batches per "
                         f"epoch, but {len(assembly.data.train)} training images make "
@@ -209,317 +314,131 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
             raise UserError(f"{key} is {metric}, but top-5 accuracy is measured only with "
                             f"{TOP5_MIN_CLASSES} or more classes and this data has {num_classes}; "
                             "watch val_acc or val_loss")
-    steps_per_epoch = optimizer_steps_per_epoch(batches.steps_per_epoch, accumulate)
-    micro_per_epoch = steps_per_epoch * accumulate
-    optimizer = build_optimizer(cfg.optim, model, images_per_step(cfg))
-    schedule = schedule_for_config(cfg, batches.steps_per_epoch)
-    momentum_name = momentum_key(cfg.optim)
-    peak_lr = max(schedule.lr(t) for t in range(0, schedule.ctx.total_steps,
-                                                max(1, schedule.ctx.total_steps // 1000)))
-    scaler = torch.amp.GradScaler(device.type) if runtime.amp == "fp16" else None
-    ema = (WeightEma(model, cfg.train.ema.decay, cfg.train.ema.warmup_steps, cfg.train.ema.every)
-           if cfg.train.ema else None)
-    swa = (WeightAverage(model, cfg.train.swa.first_epoch(cfg.train.epochs))
-           if cfg.train.swa else None)
-    diagnostics = (Diagnostics(model, cfg.diagnostics.every, cfg.diagnostics.max_samples,
-                               cfg.diagnostics.explode_threshold, schedule.ctx.total_steps,
-                               cfg.diagnostics.budget)
-                   if cfg.diagnostics.every > 0 and main else None)
-    stopper = (EarlyStopping(cfg.train.early_stopping.metric, cfg.train.early_stopping.mode,
-                             cfg.train.early_stopping.patience,
-                             cfg.train.early_stopping.min_delta)
-               if cfg.train.early_stopping else None)
 
-    # Start fresh, or from the newest readable checkpoint.
-    if state is not None:
-        if state.get("format") != CHECKPOINT_FORMAT:
-            raise UserError(f"{state_path} was written by another cnnlab version (format "
-                            f"{state.get('format')}); start a new run")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        for component, key in ((scaler, "scaler"), (ema, "ema"), (swa, "swa"),
-                               (stopper, "early_stopping")):
-            if component is not None:
-                component.load_state_dict(state[key])
-        if diagnostics is not None:
-            diagnostics.load_state_dict(state["diagnostics"], run.path)
-        set_rng_state(state["rng"])
-        pos = Position(**state["position"])
-        pos.sums = {k: v.to(device) if k != "seconds" else v for k, v in pos.sums.items()}
-        if accepted_changes:
-            pos.resume_changes += [{**change, "step": pos.step} for change in accepted_changes]
-            shown_changes = ", ".join(f"{c['key']} {c['old']!r} -> {c['new']!r}"
-                                      for c in accepted_changes)
-            warnings.warn(f"resuming {run.path} with the edited config (--force): "
-                          f"{shown_changes}", stacklevel=2)
-        if main:
-            run.write_metrics(pos.history)
-            if accepted_changes:  # the resolved form of the edited config, as a new run has
-                run.write_config(dump_yaml(cfg))
-                run.write_config_hash(to_dict(cfg))
-    else:
-        seed_everything(cfg.seed)
-        if main:
-            run.write_config(dump_yaml(cfg))
-            run.write_config_hash(to_dict(cfg))
-            run.write_classes(assembly.data.classes, assembly.data.in_channels,
-                              assembly.data.image_size)
-            run.write_metrics([])
-        pos = Position()
-    if main:
-        run.write_environment({**environment(runtime), "processes": world.size})
-    # The training forward goes through DDP, which averages gradients over the processes;
-    # state, evaluation and hooks use the model itself.
-    net = model
-    if world.distributed:
+
+def restore(training: Training, checkpoint: dict, source: Path, accepted_changes: list[dict]
+            ) -> None:
+    """Continue from `checkpoint` (read from `source`), recording the config edits a forced
+    resume accepted."""
+    training.state.restore(checkpoint, source)
+    pos, run = training.position, training.run
+    if accepted_changes:
+        pos.resume_changes += [{**change, "step": pos.step} for change in accepted_changes]
+        shown_changes = ", ".join(f"{c['key']} {c['old']!r} -> {c['new']!r}"
+                                  for c in accepted_changes)
+        warnings.warn(f"resuming {run.path} with the edited config (--force): "
+                      f"{shown_changes}", stacklevel=3)
+    if training.main:
+        run.write_metrics(pos.history)
+        if accepted_changes:  # the resolved form of the edited config, as a new run has
+            run.write_config(dump_yaml(training.cfg))
+            run.write_config_hash(to_dict(training.cfg))
+
+
+def start(training: Training) -> None:
+    """Begin a new run: seed, and write the run folder's first files."""
+    seed_everything(training.cfg.seed)
+    if training.main:
+        data = training.assembly.data
+        training.run.write_config(dump_yaml(training.cfg))
+        training.run.write_config_hash(to_dict(training.cfg))
+        training.run.write_classes(data.classes, data.in_channels, data.image_size)
+        training.run.write_metrics([])
+
+
+def prepare_networks(training: Training) -> None:
+    """The networks the training forward runs: DDP (which averages gradients over processes and
+    broadcasts the restored weights from the first) and torch.compile when configured."""
+    net = training.model
+    device = training.device
+    if training.world.distributed:
         net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            training.model, device_ids=[device.index] if device.type == "cuda" else None)
     # Compiled graphs serve the ordinary steps; a step that diagnostics sample runs eagerly,
     # so their hooks see every layer and never force a recompilation.
-    eager_net = net
-    if cfg.train.compile:
-        net = torch.compile(net)
+    training.eager_net = net
+    training.net = torch.compile(net) if training.cfg.train.compile else net
 
-    shown = Progress(cfg.train.epochs, steps_per_epoch, enabled=progress and main)
-    shown.write(f"resuming {run.path} at epoch {pos.epoch + 1}, step {pos.step} (from "
-                f"{state_path.name})" if state is not None else f"run folder: {run.path}")
-    started = time.perf_counter() - pos.elapsed
 
-    def checkpoint() -> None:
-        pos.elapsed = time.perf_counter() - started
-        if not main:
-            return
-        if diagnostics is not None:
-            diagnostics.save(run.path)  # first, so the checkpoint never counts unsaved samples
-        position = {**pos.__dict__, "sums": {k: v.detach().cpu() for k, v in pos.sums.items()}}
-        save_checkpoint({
-            "format": CHECKPOINT_FORMAT,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(),
-            "scaler": scaler.state_dict() if scaler else None,
-            "ema": ema.state_dict() if ema else None,
-            "swa": swa.state_dict() if swa else None,
-            "early_stopping": stopper.state_dict() if stopper else None,
-            "diagnostics": diagnostics.state_dict() if diagnostics else None,
-            "position": position,
-            "rng": rng_state(),
-            "config": to_dict(cfg),  # what a resume compares config.yaml with
-        }, run.checkpoints)
+def train_epoch(training: Training, stop: dict) -> EpochClock:
+    """The batches of the epoch in progress, from where the position says, one optimizer step
+    per train.accumulate micro-batches."""
+    pos, accumulate = training.position, training.cfg.train.accumulate
+    if pos.order is None:
+        pos.order = training.batches.order(pos.epoch)
+    if pos.sums is None:
+        pos.sums = zero_sums(training.device)
+    training.model.train()
+    clock = EpochClock(started=time.perf_counter(), trained_before=int(pos.sums["count"]))
+    for x, y in training.batches.epoch(pos.epoch, pos.micro, order=pos.order):
+        if pos.micro >= training.micro_per_epoch:
+            break
+        if pos.micro % accumulate == 0:
+            step_started = time.perf_counter()
+        # Diagnostics sample the micro-batch that completes a sampled optimizer step.
+        sampled = (training.diagnostics is not None and training.diagnostics.want(pos.step)
+                   and (pos.micro + 1) % accumulate == 0)
+        forward_backward(training, x, y, sampled)
+        if pos.micro % accumulate:
+            continue
+        lr = update_weights(training, sampled)
+        if training.diagnostics is not None:
+            observe_step(training, lr, sampled, step_started)
+        show_progress(training, lr, clock)
+        checkpoint_or_stop(training, stop, clock)
+    check_losses(training)
+    if training.device.type == "cuda":
+        torch.cuda.synchronize(training.device)  # the epoch's time includes its queued GPU work
+    return clock
 
-    def status(name: str, extra: dict | None = None) -> dict:
-        summary = _summary(cfg, run, assembly, name, pos, time.perf_counter() - started, extra)
-        if main:
-            run.write_summary(summary)
-        return summary
 
-    pending_losses: list[tuple[int, torch.Tensor]] = []
-    last_batch: list = []
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float
+                        ) -> torch.Tensor:
+    return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
 
-    def loss_of(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits.float(), labels, label_smoothing=cfg.train.label_smoothing)
 
-    def check_losses() -> None:
-        """Read back the losses since the last check; stop at the first non-finite one."""
-        if not pending_losses:
-            return
-        values = torch.stack([loss for _, loss in pending_losses]).tolist()
-        bad = next(((step, v) for (step, _), v in zip(pending_losses, values)
-                    if not math.isfinite(v)), None)
-        pending_losses.clear()
-        if world.distributed:
-            # Every process stops at the same step, or the others would wait forever.
-            first = torch.tensor([float(bad[0]) if bad else math.inf], dtype=torch.float64)
-            dist.all_reduce(first, op=dist.ReduceOp.MIN)
-            bad = None if math.isinf(first.item()) else (int(first.item()), bad[1] if bad
-                                                         else math.nan)
-        if bad is None:
-            return
-        step, value = bad
-        if diagnostics is not None and last_batch:
-            diagnostics.probe_non_finite(model, *last_batch, step, loss_of)
-            diagnostics.save(run.path)
-        last_good = run.checkpoints / "last.pt"
-        where = (f"the last good checkpoint is {last_good}" if last_good.exists()
-                 else "no checkpoint was written before it")
-        status("diverged", {"diverged_step": step, "diverged_epoch": pos.epoch + 1})
-        raise NonFiniteLossError(
-            f"loss became {value} at step {step} (epoch {pos.epoch + 1}); training stopped and "
-            f"{where}; lower optim.lr, add a warmup or set train.grad_clip", step, pos.epoch + 1)
+def forward_backward(training: Training, x: torch.Tensor, y: torch.Tensor, sampled: bool) -> None:
+    """One micro-batch: mix it if configured, compute its loss, add its share of the gradients,
+    and add it to the epoch's sums."""
+    pos, cfg = training.position, training.cfg
+    mixed = mix(x, y, cfg.train, generator(cfg.seed, "mix", pos.epoch, pos.micro))
+    inputs = mixed.images if mixed else x
+    training.last_batch = (inputs, y)
+    hooks = training.diagnostics.capture() if sampled else nullcontext()
+    with hooks, training.assembly.runtime.autocast():
+        logits = (training.eager_net if sampled else training.net)(inputs).float()
+        loss = (mixed_loss(logits, mixed, cfg.train.label_smoothing) if mixed
+                else classification_loss(logits, y, cfg.train.label_smoothing))
+    scaled = loss / cfg.train.accumulate
+    (training.scaler.scale(scaled) if training.scaler else scaled).backward()
+    pos.micro += 1
+    with torch.no_grad():
+        pos.sums["loss"] += loss.detach().double() * y.shape[0]
+        pos.sums["correct"] += (mixed_correct(logits, mixed) if mixed
+                                else (logits.argmax(1) == y).sum()).double()
+        pos.sums["count"] += y.shape[0]
+    training.pending_losses.append((pos.step, loss.detach()))
 
-    status("running")
-    with stop_requests() as stop:
-        while pos.epoch < cfg.train.epochs and pos.stopped_early is None:
-            if pos.order is None:
-                pos.order = batches.order(pos.epoch)
-            if pos.sums is None:
-                pos.sums = _zero_sums(device)
-            sums = pos.sums
-            model.train()
-            epoch_started = time.perf_counter()
-            trained_before = int(sums["count"])
-            for x, y in batches.epoch(pos.epoch, pos.micro, order=pos.order):
-                if pos.micro >= micro_per_epoch:
-                    break
-                if pos.micro % accumulate == 0:
-                    step_started = time.perf_counter()
-                # Diagnostics sample the micro-batch that completes a sampled optimizer step.
-                sampled = (diagnostics is not None and diagnostics.want(pos.step)
-                           and (pos.micro + 1) % accumulate == 0)
-                mixed = mix(x, y, cfg.train, generator(cfg.seed, "mix", pos.epoch, pos.micro))
-                inputs = mixed.images if mixed else x
-                last_batch[:] = [inputs, y]
-                with diagnostics.capture() if sampled else nullcontext(), runtime.autocast():
-                    logits = (eager_net if sampled else net)(inputs).float()
-                    loss = (mixed_loss(logits, mixed, cfg.train.label_smoothing) if mixed
-                            else loss_of(logits, y))
-                scaled = loss / accumulate
-                (scaler.scale(scaled) if scaler else scaled).backward()
-                pos.micro += 1
-                with torch.no_grad():
-                    sums["loss"] += loss.detach().double() * y.shape[0]
-                    sums["correct"] += (mixed_correct(logits, mixed) if mixed
-                                        else (logits.argmax(1) == y).sum()).double()
-                    sums["count"] += y.shape[0]
-                pending_losses.append((pos.step, loss.detach()))
-                if pos.micro % accumulate:
-                    continue
 
-                lr = schedule.lr(pos.step)
-                set_hyperparameters(optimizer, lr, schedule.momentum(pos.step), momentum_name)
-                if scaler:
-                    scaler.unscale_(optimizer)
-                if sampled:
-                    diagnostics.before_update(model)  # gradient norms before clipping
-                if cfg.train.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
-                stepped = optimizer_step(optimizer, scaler)
-                optimizer.zero_grad(set_to_none=True)
-                if stepped:
-                    pos.step += 1
-                    if ema:
-                        ema.update(model, pos.step)
-                if diagnostics is not None:
-                    if sampled:
-                        steady = (pos.step > schedule.warmup
-                                  and lr >= UPDATE_RATIO_MIN_LR_SHARE * peak_lr)
-                        for alarm in diagnostics.after_update(pos.step - 1, lr, steady):
-                            shown.write(f"alarm: {alarm['kind']} at {alarm['layer'] or 'model'} "
-                                        f"(step {alarm['step']}): {alarm['detail']}")
-                    if device.type == "cuda" and (sampled or diagnostics.want(pos.step)):
-                        torch.cuda.synchronize()  # honest times around sampled steps only
-                    if pos.step > 2:  # the first steps pay one-off kernel set-up
-                        diagnostics.time_step(sampled, time.perf_counter() - step_started)
-
-                step_in_epoch = pos.micro // accumulate
-                if step_in_epoch % cfg.train.log_every == 0 or pos.micro == micro_per_epoch:
-                    check_losses()
-                    seen = int(sums["count"])
-                    rate = (seen - trained_before) / max(time.perf_counter() - epoch_started, 1e-9)
-                    shown.step(pos.epoch + 1, step_in_epoch, float(sums["loss"]) / max(seen, 1),
-                               float(sums["correct"]) / max(seen, 1), lr, rate)
-                stop_now = stop["signal"] is not None
-                if world.distributed:  # all processes stop at the same step
-                    flag = torch.tensor([1.0 if stop_now else 0.0])
-                    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-                    stop_now = bool(flag.item())
-                every = cfg.train.checkpoint_every
-                if stop_now or (every and pos.step % every == 0 and pos.micro < micro_per_epoch):
-                    check_losses()
-                    sums["seconds"] += time.perf_counter() - epoch_started
-                    epoch_started = time.perf_counter()
-                    trained_before = int(sums["count"])
-                    checkpoint()
-                if stop_now:
-                    shown.close()
-                    status("interrupted")
-                    raise Interrupted(
-                        f"stopped at step {pos.step} (epoch {pos.epoch + 1}) on request, with a "
-                        f"checkpoint; resume with: cnnlab train --resume {run.path}")
-            check_losses()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)  # the epoch's time includes its queued GPU work
-
-            record = _epoch_record(assembly, model, ema, schedule, pos, sums,
-                                   float(sums["seconds"]) + time.perf_counter() - epoch_started,
-                                   time.perf_counter() - started)
-            pos.history.append(record)
-            if swa is not None and swa.collects(pos.epoch + 1):
-                swa.update(model)
-            if not pos.best or record["val_acc"] > pos.best["val_acc"]:
-                pos.best = {"val_acc": record["val_acc"], "epoch": pos.epoch + 1}
-                if main:
-                    run.checkpoints.mkdir(parents=True, exist_ok=True)
-                    save_weights(model, run.best_weights, {"weights": "best",
-                                                           "epoch": str(pos.epoch + 1)})
-            if stopper is not None:
-                improved, stop_training = stopper.observe(pos.epoch + 1, record)
-                if improved and cfg.train.early_stopping.restore_best and main:
-                    # Keep the weights of the model the metric measured: ema_* is the average.
-                    watched = ema.model if stopper.metric.startswith("ema_") else model
-                    save_weights(watched, run.checkpoints / EARLY_STOPPING_WEIGHTS,
-                                 {"weights": "early stopping best", "epoch": str(pos.epoch + 1)})
-                if stop_training:
-                    pos.stopped_early = pos.epoch + 1
-            schedule.observe(record)
-            if main:
-                run.append_metrics(record)
-            shown.epoch(record)
-            if on_epoch is not None and on_epoch(record):
-                pos.pruned = True
-                pos.stopped_early = pos.epoch + 1
-                shown.write(f"stopped after epoch {pos.epoch + 1} at the observer's request")
-            if pos.stopped_early and stopper is not None:
-                waited = f"{stopper.waited} epoch{'s' if stopper.waited != 1 else ''}"
-                shown.write(f"early stopping: {stopper.metric} has not improved for {waited} "
-                            f"(best {stopper.best:.4g} at epoch {stopper.best_epoch})")
-
-            pos.epoch, pos.micro, pos.sums, pos.order = pos.epoch + 1, 0, _zero_sums("cpu"), None
-            checkpoint()
-            pos.sums = None
-            status("running")
-
-    # The final weights are the average when there is one (the EMA, or SWA once it has folded in
-    # an epoch), unless early stopping restores the best epoch of the model its metric watched
-    # (a config check keeps restore_best away from SWA).
-    final = ema.model if ema else model
-    extra = {"weights": "ema" if ema else "raw"}
-    if swa is not None:
-        extra.update(_finish_average(swa, assembly, shown))
-        if swa.averaged:
-            final = swa.model
-            extra["weights"] = "swa"
-    if stopper is not None:
-        extra.update({"stopped_early": pos.stopped_early, "early_stopping_best_epoch":
-                      stopper.best_epoch, "early_stopping_best": stopper.best})
-        if cfg.train.early_stopping.restore_best and stopper.best_epoch is not None:
-            final = ema.model if stopper.metric.startswith("ema_") else model
-            world.barrier()  # rank 0 wrote the file
-            load_weights(final, run.checkpoints / EARLY_STOPPING_WEIGHTS)
-            extra.update({"restored_epoch": stopper.best_epoch,
-                          "weights": "ema" if final is not model else "raw"})
-    if diagnostics is not None:
-        diagnostics.save(run.path)
-        extra["diagnostics"] = {"alarms": len(diagnostics.alarms),
-                                "overhead": diagnostics.overhead()}
-    if not assembly.data.val_is_test:
-        test = evaluate(final, assembly.eval_batches("test"), runtime, num_classes, world,
-                        cfg.train.tta)
-        extra.update({f"test_{k}": v for k, v in test.items()})
-    if (ema or swa) and main:
-        save_weights(model, run.path / "model_raw.safetensors",
-                     {"weights": "final", "average": "none", "epoch": str(pos.epoch)})
-    if main:
-        save_weights(final, run.final_weights,
-                     {"weights": "final", "average": extra["weights"],
-                      "epoch": str(extra.get("restored_epoch", pos.epoch))})
-    if world.distributed:
-        extra["processes"] = world.size
-    summary = status("pruned" if pos.pruned else "completed", extra)
-    shown.close()
-    world.barrier()
-    return summary
+def update_weights(training: Training, sampled: bool) -> float:
+    """One optimizer step at the schedule's LR and momentum; returns the LR."""
+    pos = training.position
+    lr = training.schedule.lr(pos.step)
+    set_hyperparameters(training.optimizer, lr, training.schedule.momentum(pos.step),
+                        training.momentum_name)
+    if training.scaler:
+        training.scaler.unscale_(training.optimizer)
+    if sampled:
+        training.diagnostics.before_update(training.model)  # gradient norms before clipping
+    if training.cfg.train.grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(training.model.parameters(), training.cfg.train.grad_clip)
+    stepped = optimizer_step(training.optimizer, training.scaler)
+    training.optimizer.zero_grad(set_to_none=True)
+    if stepped:
+        pos.step += 1
+        for average in training.averages:
+            average.after_step(training.model, pos.step)
+    return lr
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None
@@ -535,42 +454,232 @@ def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScale
     return scaler.get_scale() >= scale  # the scaler lowers its scale exactly when it skips
 
 
-def _finish_average(swa: WeightAverage, assembly, shown: Progress) -> dict:
-    """Batch-norm statistics for the averaged weights, then their validation metrics."""
-    if not swa.averaged:
-        shown.write(f"no weight average: training ended before epoch {swa.start_epoch}, where "
-                    "train.swa starts averaging")
-        return {"swa_epochs": 0}
-    # Every process sees all the training images, so the statistics agree across processes.
-    swa.recompute_batch_norm(assembly.eval_batches("train", sharded=False))
-    val = evaluate(swa.model, assembly.eval_batches("val"), assembly.runtime,
-                   assembly.data.num_classes, assembly.world, assembly.cfg.train.tta)
-    shown.write(f"weight average of {swa.averaged} epochs (from epoch {swa.start_epoch}): "
-                f"val_acc {val['acc']:.4f}, val_loss {val['loss']:.4f}")
-    return {"swa_epochs": swa.averaged, **{f"final_swa_val_{k}": v for k, v in val.items()}}
+def observe_step(training: Training, lr: float, sampled: bool, step_started: float) -> None:
+    """The diagnostics' part of a step: the update's statistics and alarms, and its time."""
+    pos, diagnostics = training.position, training.diagnostics
+    if sampled:
+        steady = (pos.step > training.schedule.warmup
+                  and lr >= UPDATE_RATIO_MIN_LR_SHARE * training.peak_lr)
+        for alarm in diagnostics.after_update(pos.step - 1, lr, steady):
+            training.shown.write(f"alarm: {alarm['kind']} at {alarm['layer'] or 'model'} "
+                                 f"(step {alarm['step']}): {alarm['detail']}")
+    if training.device.type == "cuda" and (sampled or diagnostics.want(pos.step)):
+        torch.cuda.synchronize()  # honest times around sampled steps only
+    if pos.step > 2:  # the first steps pay one-off kernel set-up
+        diagnostics.time_step(sampled, time.perf_counter() - step_started)
 
 
-def _epoch_record(assembly, model, ema, schedule, pos: Position, sums: dict,
-                  train_seconds: float, seconds: float) -> dict:
+def show_progress(training: Training, lr: float, clock: EpochClock) -> None:
+    """Every train.log_every steps and at the epoch's end: check the losses, show the line."""
+    pos, sums = training.position, training.position.sums
+    step_in_epoch = pos.micro // training.cfg.train.accumulate
+    if step_in_epoch % training.cfg.train.log_every and pos.micro != training.micro_per_epoch:
+        return
+    check_losses(training)
+    seen = int(sums["count"])
+    rate = (seen - clock.trained_before) / max(time.perf_counter() - clock.started, 1e-9)
+    training.shown.step(pos.epoch + 1, step_in_epoch, float(sums["loss"]) / max(seen, 1),
+                        float(sums["correct"]) / max(seen, 1), lr, rate)
+
+
+def checkpoint_or_stop(training: Training, stop: dict, clock: EpochClock) -> None:
+    """A checkpoint every train.checkpoint_every steps; on a stop request, a checkpoint and
+    Interrupted."""
+    pos = training.position
+    stop_now = stop["signal"] is not None
+    if training.world.distributed:  # all processes stop at the same step
+        flag = torch.tensor([1.0 if stop_now else 0.0])
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        stop_now = bool(flag.item())
+    every = training.cfg.train.checkpoint_every
+    if stop_now or (every and pos.step % every == 0 and pos.micro < training.micro_per_epoch):
+        check_losses(training)
+        pos.sums["seconds"] += time.perf_counter() - clock.started
+        clock.started = time.perf_counter()
+        clock.trained_before = int(pos.sums["count"])
+        save(training)
+    if stop_now:
+        training.shown.close()
+        write_status(training, "interrupted")
+        raise Interrupted(f"stopped at step {pos.step} (epoch {pos.epoch + 1}) on request, with "
+                          f"a checkpoint; resume with: cnnlab train --resume {training.run.path}")
+
+
+def check_losses(training: Training) -> None:
+    """Read back the losses since the last check; stop at the first non-finite one."""
+    if not training.pending_losses:
+        return
+    values = torch.stack([loss for _, loss in training.pending_losses]).tolist()
+    bad = next(((step, v) for (step, _), v in zip(training.pending_losses, values)
+                if not math.isfinite(v)), None)
+    training.pending_losses.clear()
+    if training.world.distributed:
+        # Every process stops at the same step, or the others would wait forever.
+        first = torch.tensor([float(bad[0]) if bad else math.inf], dtype=torch.float64)
+        dist.all_reduce(first, op=dist.ReduceOp.MIN)
+        bad = None if math.isinf(first.item()) else (int(first.item()), bad[1] if bad
+                                                     else math.nan)
+    if bad is None:
+        return
+    step, value = bad
+    epoch = training.position.epoch + 1
+    if training.diagnostics is not None and training.last_batch:
+        loss_of = partial(classification_loss, label_smoothing=training.cfg.train.label_smoothing)
+        training.diagnostics.probe_non_finite(training.model, *training.last_batch, step, loss_of)
+        training.diagnostics.save(training.run.path)
+    last_good = training.run.checkpoints / LAST
+    where = (f"the last good checkpoint is {last_good}" if last_good.exists()
+             else "no checkpoint was written before it")
+    write_status(training, "diverged", {"diverged_step": step, "diverged_epoch": epoch})
+    raise NonFiniteLossError(
+        f"loss became {value} at step {step} (epoch {epoch}); training stopped and "
+        f"{where}; lower optim.lr, add a warmup or set train.grad_clip", step, epoch)
+
+
+def save(training: Training) -> None:
+    """Write a checkpoint of the whole training state (the first process only)."""
+    training.position.elapsed = time.perf_counter() - training.started
+    if not training.main:
+        return
+    if training.diagnostics is not None:
+        # First, so that the checkpoint never counts samples that are not saved.
+        training.diagnostics.save(training.run.path)
+    training.state.save(training.run.checkpoints)
+
+
+def write_status(training: Training, status: str, extra: dict | None = None) -> dict:
+    """The summary as of now, with `status`; written to the run folder by the first process."""
+    summary = _summary(training.cfg, training.run, training.assembly, status, training.position,
+                       time.perf_counter() - training.started, extra)
+    if training.main:
+        training.run.write_summary(summary)
+    return summary
+
+
+def end_epoch(training: Training, clock: EpochClock, on_epoch: EpochObserver | None) -> None:
+    """Evaluate the epoch, record it, let the averages, the best-weights copy, early stopping,
+    the schedule and the observer see it, and checkpoint the start of the next one."""
+    pos, main = training.position, training.main
+    train_seconds = float(pos.sums["seconds"]) + time.perf_counter() - clock.started
+    record = _epoch_record(training, train_seconds, time.perf_counter() - training.started)
+    pos.history.append(record)
+    for average in training.averages:
+        average.after_epoch(training.model, pos.epoch + 1)
+    if not pos.best or record["val_acc"] > pos.best["val_acc"]:
+        pos.best = {"val_acc": record["val_acc"], "epoch": pos.epoch + 1}
+        if main:
+            training.run.checkpoints.mkdir(parents=True, exist_ok=True)
+            save_weights(training.model, training.run.best_weights, {"weights": "best",
+                                                                     "epoch": str(pos.epoch + 1)})
+    if training.stopper is not None:
+        _observe_early_stopping(training, record)
+    training.schedule.observe(record)
+    if main:
+        training.run.append_metrics(record)
+    training.shown.epoch(record)
+    if on_epoch is not None and on_epoch(record):
+        pos.pruned = True
+        pos.stopped_early = pos.epoch + 1
+        training.shown.write(f"stopped after epoch {pos.epoch + 1} at the observer's request")
+    if pos.stopped_early and training.stopper is not None:
+        stopper = training.stopper
+        waited = f"{stopper.waited} epoch{'s' if stopper.waited != 1 else ''}"
+        training.shown.write(f"early stopping: {stopper.metric} has not improved for {waited} "
+                             f"(best {stopper.best:.4g} at epoch {stopper.best_epoch})")
+    pos.epoch, pos.micro, pos.sums, pos.order = pos.epoch + 1, 0, zero_sums("cpu"), None
+    save(training)
+    pos.sums = None
+    write_status(training, "running")
+
+
+def _observe_early_stopping(training: Training, record: dict) -> None:
+    """Early stopping sees the epoch; an improvement keeps the weights its metric measured."""
+    pos, stopper = training.position, training.stopper
+    improved, stop_training = stopper.observe(pos.epoch + 1, record)
+    if improved and training.cfg.train.early_stopping.restore_best and training.main:
+        watched = watched_weights(stopper.metric, training.model, training.averages)
+        save_weights(watched.module, training.run.early_stopping_weights,
+                     {"weights": "early stopping best", "epoch": str(pos.epoch + 1)})
+    if stop_training:
+        pos.stopped_early = pos.epoch + 1
+
+
+def finish(training: Training) -> dict:
+    """Settle the final weights, evaluate them on the test split, write them and the summary."""
+    pos, run, main, assembly = training.position, training.run, training.main, training.assembly
+    final, extra = _final_weights(training)
+    if training.diagnostics is not None:
+        training.diagnostics.save(run.path)
+        extra["diagnostics"] = {"alarms": len(training.diagnostics.alarms),
+                                "overhead": training.diagnostics.overhead()}
+    if not assembly.data.val_is_test:
+        test = evaluate(final, assembly.eval_batches("test"), assembly.runtime,
+                        assembly.data.num_classes, training.world, training.cfg.train.tta)
+        extra.update({f"test_{k}": v for k, v in test.items()})
+    if training.averages and main:
+        save_weights(training.model, run.raw_weights,
+                     {"weights": "final", "average": "none", "epoch": str(pos.epoch)})
+    if main:
+        save_weights(final, run.final_weights,
+                     {"weights": "final", "average": extra["weights"],
+                      "epoch": str(extra.get("restored_epoch", pos.epoch))})
+    if training.world.distributed:
+        extra["processes"] = training.world.size
+    summary = write_status(training, "pruned" if pos.pruned else "completed", extra)
+    training.shown.close()
+    training.world.barrier()
+    return summary
+
+
+def _final_weights(training: Training) -> tuple[nn.Module, dict]:
+    """The module the run ends with, and what the summary says about it. That is the average
+    when there is one (the EMA, or SWA once it has folded in an epoch), unless early stopping
+    restores the best epoch of the weights its metric watched (a config check keeps
+    restore_best away from SWA)."""
+    chosen = final_weights(training.model, training.averages)
+    extra = {"weights": chosen.label}
+    for average in training.averages:
+        extra.update(average.finish(lambda: training.assembly.eval_batches("train", sharded=False),
+                                    partial(_validate, training), training.shown.write))
+    stopper = training.stopper
+    if stopper is not None:
+        extra.update({"stopped_early": training.position.stopped_early,
+                      "early_stopping_best_epoch": stopper.best_epoch,
+                      "early_stopping_best": stopper.best})
+        if training.cfg.train.early_stopping.restore_best and stopper.best_epoch is not None:
+            chosen = watched_weights(stopper.metric, training.model, training.averages)
+            training.world.barrier()  # rank 0 wrote the file
+            load_weights(chosen.module, training.run.early_stopping_weights)
+            extra.update({"restored_epoch": stopper.best_epoch, "weights": chosen.label})
+    return chosen.module, extra
+
+
+def _validate(training: Training, model: nn.Module) -> dict:
+    """`model`'s metrics on the validation split."""
+    assembly = training.assembly
+    return evaluate(model, assembly.eval_batches("val"), assembly.runtime,
+                    assembly.data.num_classes, training.world, training.cfg.train.tta)
+
+
+def _epoch_record(training: Training, train_seconds: float, seconds: float) -> dict:
     """The metrics.jsonl line of the epoch that just ended."""
-    runtime, num_classes, world = assembly.runtime, assembly.data.num_classes, assembly.world
+    pos, sums, world = training.position, training.position.sums, training.world
     # Each process summed its own slice of every batch: add them up for the whole epoch.
     totals = world.sum(torch.stack([sums["loss"].double(), sums["correct"].double(),
-                                    sums["count"].double()]).to(runtime.device)).tolist()
+                                    sums["count"].double()]).to(training.device)).tolist()
     trained = int(totals[2])
-    tta = assembly.cfg.train.tta
-    val = evaluate(model, assembly.eval_batches("val"), runtime, num_classes, world, tta)
+    val = _validate(training, training.model)
     record = {"epoch": pos.epoch + 1, "step": pos.step,
               "train_loss": totals[0] / max(trained, 1),
               "train_acc": totals[1] / max(trained, 1),
               "val_loss": val["loss"], "val_acc": val["acc"]}
     if "top5" in val:
         record["val_top5"] = val["top5"]
-    if ema is not None:
-        averaged = evaluate(ema.model, assembly.eval_batches("val"), runtime, num_classes, world,
-                            tta)
-        record.update({f"ema_val_{k}": v for k, v in averaged.items()})
-    record.update({"lr": schedule.lr(max(pos.step - 1, 0)),
+    for average in training.averages:
+        if average.validated_every_epoch:
+            record.update({f"{average.name}_val_{k}": v
+                           for k, v in _validate(training, average.model).items()})
+    record.update({"lr": training.schedule.lr(max(pos.step - 1, 0)),
                    "images_per_s": trained / max(train_seconds, 1e-9),
                    "train_seconds": train_seconds, "seconds": seconds})
     return record
@@ -597,16 +706,13 @@ def _summary(cfg: Config, run: RunDir, assembly, status: str, pos: Position, sec
     }
     if pos.resume_changes:
         summary["resume_changes"] = pos.resume_changes
-    for key in ("val_acc", "val_loss", "val_top5", "train_loss", "train_acc", "ema_val_acc",
-                "ema_val_loss"):
-        if key in last:
-            summary[f"final_{key}"] = last[key]
+    summary.update(final_keys(last))
     if pos.history:
         images = sum(h["images_per_s"] * h["train_seconds"] for h in pos.history)
         summary["images_per_s"] = images / max(sum(h["train_seconds"] for h in pos.history),
                                                1e-9)
     summary.update(extra or {})
-    not_finite = [key for key in ("final_val_loss", "final_train_loss")
+    not_finite = [key for key in LOSS_KEYS
                   if isinstance(summary.get(key), float) and not math.isfinite(summary[key])]
     if status == "completed" and not_finite:
         # Every training step's loss was finite, yet the network it left is not (a NaN validation

@@ -11,9 +11,13 @@ import torch
 from torch import nn
 
 from cnnlab.regularization import frozen_copy
+from cnnlab.regularization.averaging import WeightAveraging
 
 
-class WeightEma:
+class WeightEma(WeightAveraging):
+    name = "ema"
+    validated_every_epoch = True  # every epoch's metrics carry ema_val_*
+
     def __init__(self, model: nn.Module, decay: float, warmup_steps: int = 0, every: int = 1):
         self.model = frozen_copy(model)
         self.decay = decay
@@ -40,6 +44,9 @@ class WeightEma:
             else:
                 average.copy_(value)
         self.updates += 1
+
+    def after_step(self, model: nn.Module, step: int) -> None:
+        self.update(model, step)
 
     def state_dict(self) -> dict:
         return {"model": self.model.state_dict(), "updates": self.updates}

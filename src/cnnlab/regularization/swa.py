@@ -10,16 +10,19 @@ against.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
 from torch.optim.swa_utils import update_bn
 
 from cnnlab.regularization import frozen_copy
+from cnnlab.regularization.averaging import WeightAveraging
 
 
-class WeightAverage:
+class WeightAverage(WeightAveraging):
+    name = "swa"
+
     def __init__(self, model: nn.Module, start_epoch: int):
         self.model = frozen_copy(model)
         self.parameter_names = {name for name, _ in self.model.named_parameters()}
@@ -40,6 +43,29 @@ class WeightAverage:
             else:
                 average.copy_(value)  # buffers: replaced by recompute_batch_norm at the end
         self.averaged += 1
+
+    def after_epoch(self, model: nn.Module, epoch: int) -> None:
+        if self.collects(epoch):
+            self.update(model)
+
+    @property
+    def holds_average(self) -> bool:
+        return self.averaged > 0
+
+    def finish(self, train_batches: Callable[[], Iterable], validate: Callable[[nn.Module], dict],
+               say: Callable[[str], None]) -> dict:
+        """Batch-norm statistics for the averaged weights, then their validation metrics.
+        `train_batches()` must give every process all the training images, so that the
+        statistics agree across processes."""
+        if not self.averaged:
+            say(f"no weight average: training ended before epoch {self.start_epoch}, where "
+                "train.swa starts averaging")
+            return {"swa_epochs": 0}
+        self.recompute_batch_norm(train_batches())
+        val = validate(self.model)
+        say(f"weight average of {self.averaged} epochs (from epoch {self.start_epoch}): "
+            f"val_acc {val['acc']:.4f}, val_loss {val['loss']:.4f}")
+        return {"swa_epochs": self.averaged, **{f"final_swa_val_{k}": v for k, v in val.items()}}
 
     def recompute_batch_norm(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Running statistics of every batch-norm layer over `batches`, as a cumulative mean."""
