@@ -6,8 +6,9 @@
     environment.json    versions, device, threads, git commit
     metrics.jsonl       one JSON line per epoch
     summary.json        status and final/best metrics (rewritten as the run goes)
-    checkpoints/        last.pt, previous.pt, best.safetensors
+    checkpoints/        last.pt, previous.pt, best.safetensors, early_stopping_best.safetensors
     model.safetensors   the final weights, written when training ends
+    model_raw.safetensors  the trained weights, when model.safetensors is an EMA or SWA average
     classes.json        class names (in label order) and the input shape, for `cnnlab predict`
     diagnostics.npz     the sampled per-layer statistics (when diagnostics are on)
     diagnostics.json    their layers, alarms and measured overhead
@@ -38,7 +39,9 @@ METRICS = "metrics.jsonl"
 SUMMARY = "summary.json"
 CHECKPOINTS = "checkpoints"
 FINAL_WEIGHTS = "model.safetensors"
+RAW_WEIGHTS = "model_raw.safetensors"  # the trained weights, when model.safetensors is an average
 BEST_WEIGHTS = "best.safetensors"
+EARLY_STOPPING_WEIGHTS = "early_stopping_best.safetensors"
 CONFIG_HASH = "config.sha256"
 LOCK = ".lock"
 CLASSES = "classes.json"
@@ -330,9 +333,9 @@ class RunDir:
     @property
     def early_stopping_weights(self) -> Path:
         """The weights of early stopping's best epoch, restored at the end when it says so."""
-        return self.checkpoints / "early_stopping_best.safetensors"
+        return self.checkpoints / EARLY_STOPPING_WEIGHTS
 
     @property
     def raw_weights(self) -> Path:
         """The trained weights themselves, kept beside model.safetensors when that is an average."""
-        return self.path / "model_raw.safetensors"
+        return self.path / RAW_WEIGHTS

@@ -12,13 +12,9 @@ from tests.conftest import ROOT
 
 SOURCE = ROOT / "src" / "cnnlab"
 OWNER = SOURCE / "rundir.py"
-# Every file name rundir defines, and the ones the training loop writes beside them.
+# Every file name rundir defines.
 NAMES = {value for name, value in vars(rundir).items()
-         if name.isupper() and isinstance(value, str)} | {
-    "model_raw.safetensors", "early_stopping_best.safetensors"}
-# train.py is being rewritten (issue 16 item 1), which moves these into RunDir; delete this
-# entry once that lands.
-PENDING = {"train.py": {"model_raw.safetensors", "early_stopping_best.safetensors", "last.pt"}}
+         if name.isupper() and isinstance(value, str)}
 
 
 def _docstrings(tree: ast.AST) -> set[int]:
@@ -49,7 +45,7 @@ def test_the_scan_knows_every_run_folder_file():
     assert {"config.yaml", "config.sha256", ".lock", "environment.json", "metrics.jsonl",
             "summary.json", "checkpoints", "model.safetensors", "best.safetensors",
             "classes.json", "diagnostics.npz", "diagnostics.json", "last.pt",
-            "previous.pt"} <= NAMES
+            "previous.pt", "model_raw.safetensors", "early_stopping_best.safetensors"} <= NAMES
 
 
 def test_the_scan_finds_literals_and_allows_prose():
@@ -67,8 +63,7 @@ def test_no_run_folder_file_name_outside_the_run_folder_module():
     for path in sorted(SOURCE.rglob("*.py")):
         if path == OWNER:
             continue
-        allowed = PENDING.get(path.name, set())
         found.extend(f"{path.relative_to(ROOT)}:{line}: {name!r}"
-                     for line, name in names_in(path.read_text()) if name not in allowed)
+                     for line, name in names_in(path.read_text()))
     assert not found, ("run-folder file names outside cnnlab/rundir.py (take the path from "
                        "RunDir or a rundir constant):\n" + "\n".join(found))
