@@ -276,7 +276,9 @@ def residual_branches(model: nn.Module, why: str) -> list:
 
 
 def apply_zero_init_residual(model: nn.Module, layers=None, options=None, batch=None) -> None:
-    """Goyal et al. 2017: the last norm of every residual branch starts at scale 0."""
+    """Goyal et al. 2017: the last norm of every residual branch starts at scale 0.
+
+    It takes a post-step's arguments (`PostStepFn`) and uses only the model."""
     for branch in residual_branches(model, "model.init.zero_init_residual"):
         norm = branch.last_norm
         if norm is None or getattr(norm, "weight", None) is None:
@@ -326,8 +328,9 @@ def apply_fixup(model: nn.Module, layers: list[tuple[str, nn.Module]], options=N
                 batch=None) -> None:
     """Zhang et al. 2019, rules 1 and 2: scale branch layers by L^(-1/(2m-2)), zero branch ends.
 
-    The paper's scalar multipliers and biases (rule 3) are architecture changes, not an
-    initialization, and are not added here.
+    Only the layers Fixup drew (`layers`) change; it takes no options and no data. The paper's
+    scalar multipliers and biases (rule 3) are architecture changes, not an initialization, and
+    are not added here.
     """
     branches = residual_branches(model, "init fixup")
     count = len(branches)
@@ -392,6 +395,7 @@ def apply_lsuv(model: nn.Module, layers: list[tuple[str, nn.Module]], options: L
                 "unit output variance on a batch of training data", LsuvOptions,
                 InitInfo(post_step=PostStep(apply_lsuv, Stage.CALIBRATION, needs_data=True)))
 def lsuv(tensor, options, ctx):
+    # The per-layer draw; its post-step `apply_lsuv` rescales afterwards on data.
     nn.init.orthogonal_(tensor, 1.0, generator=ctx.generator)
 
 
@@ -399,6 +403,7 @@ def lsuv(tensor, options, ctx):
                 "their last layer and the classifier 0; for residual nets without normalization",
                 info=InitInfo(post_step=PostStep(apply_fixup, Stage.STRUCTURE)))
 def fixup(tensor, options, ctx):
+    # The per-layer draw (He normal); its post-step `apply_fixup` rescales the residual branches.
     _normal_std(tensor, ctx.gain / math.sqrt(ctx.fan_in), ctx)
 
 
@@ -407,6 +412,7 @@ def fixup(tensor, options, ctx):
                 "sqrt(eigenvalue), +- pairs", WhiteningOptions,
                 InitInfo(post_step=PostStep(apply_whitening, Stage.DATA, needs_data=True)))
 def whitening(tensor, options, ctx):
+    # The per-layer draw (He normal); its post-step `apply_whitening` sets the filters from data.
     _normal_std(tensor, ctx.gain / math.sqrt(ctx.fan_in), ctx)
 
 
