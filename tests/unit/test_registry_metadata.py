@@ -8,15 +8,17 @@ import importlib
 import textwrap
 
 import pytest
+from pydantic import TypeAdapter
 
 from cnnlab.catalogue import catalogue
-from cnnlab.components.activations import ActivationInfo
-from cnnlab.components.init import InitInfo
-from cnnlab.components.norms import NormInfo
+from cnnlab.components.activations import ActivationInfo, ActivationSpec
+from cnnlab.components.init import InitInfo, InitSpec
+from cnnlab.components.norms import NormInfo, NormSpec
 from cnnlab.components.optimizers import OptimizerInfo
 from cnnlab.components.schedules import ScheduleInfo
 from cnnlab.data.sources import DatasetInfo
 from cnnlab.models.base import ModelInfo
+from cnnlab.options import entry_options
 from cnnlab.registry import Registry
 
 INFO_OF_KIND = {"models": ModelInfo, "datasets": DatasetInfo, "activations": ActivationInfo,
@@ -110,3 +112,13 @@ def test_a_module_with_a_malformed_registration_fails_at_import(tmp_path, monkey
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(TypeError, match=r"model 'toynet' is registered with ModelInfo.residual"):
         importlib.import_module("toy_models")
+
+
+@pytest.mark.parametrize("spec_type, registry_kind, raw", [
+    (ActivationSpec, "activations", {"name": "leaky_relu", "negative_slope": 0.2}),
+    (NormSpec, "norms", {"name": "group", "groups": 4}),
+    (InitSpec, "inits", {"name": "lsuv", "tolerance": 0.1}),
+])
+def test_a_validated_spec_is_passed_on_not_validated_again(spec_type, registry_kind, raw):
+    spec = TypeAdapter(spec_type).validate_python(raw)
+    assert entry_options(catalogue()[registry_kind].get(raw["name"]), spec) is spec

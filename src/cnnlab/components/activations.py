@@ -29,7 +29,7 @@ from pydantic import Field, ValidationError
 from torch import nn
 
 from cnnlab.errors import UserError
-from cnnlab.options import Options, entry_options, tagged_union
+from cnnlab.options import Options, entry_options, options_of, tagged_union
 from cnnlab.registry import Registry
 
 SATURATION_DERIVATIVE = 1e-2
@@ -157,7 +157,8 @@ class Activation(nn.Module):
 
 
 def _options_key(options: Options | None) -> tuple:
-    return tuple(sorted(options.model_dump().items())) if options is not None else ()
+    # Without the tag: options may be the config's tagged spec itself (see `entry_options`).
+    return tuple(sorted(options_of(options).items())) if options is not None else ()
 
 
 def second_moment_gain(fn: nn.Module) -> float:

@@ -29,7 +29,7 @@ from torch import nn
 from cnnlab.components.activations import ActivationProfile, activation_gain, activation_profile
 from cnnlab.components.norms import is_norm
 from cnnlab.errors import UserError
-from cnnlab.options import Options, tagged_union
+from cnnlab.options import Options, entry_options, tagged_union
 from cnnlab.registry import Registry
 
 
@@ -442,12 +442,7 @@ def rule_matches(match: str, name: str, module: nn.Module) -> bool:
 
 
 def _options(spec) -> Options | None:
-    """The validated options of an init spec, or None for an initializer that takes none.
-
-    A spec is an instance of its initializer's options model (see `options.tagged_union`),
-    validated once with the config: it is passed on as it is, not re-validated for every layer.
-    """
-    return spec if INITS.get(spec.name).options is not None else None
+    return entry_options(INITS.get(spec.name), spec)
 
 
 def _apply(spec, tensor: torch.Tensor, ctx: LayerContext) -> None:
