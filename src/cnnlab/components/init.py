@@ -10,6 +10,10 @@ final classifier, which no activation follows, gets gain 1. Xavier and LeCun kee
 fixed variance (gain 1) unless a gain is given, so "Xavier with ReLU" means what He et al. (2015)
 tested. All draws come from one generator seeded per model build, so the same seed gives the
 same weights whatever else used the global random state before.
+
+An initializer that needs a step over the whole model once every layer is drawn (LSUV, Fixup,
+whitening) carries it in its registration (`InitInfo.post_step`, with its `Stage`), so adding
+one touches only its own entry.
 """
 
 from __future__ import annotations
@@ -275,7 +279,8 @@ def residual_branches(model: nn.Module, why: str) -> list:
     return branches()
 
 
-def apply_zero_init_residual(model: nn.Module, layers=None, options=None, batch=None) -> None:
+def apply_zero_init_residual(model: nn.Module, layers: list[tuple[str, nn.Module]] | None = None,
+                             options: None = None, batch: torch.Tensor | None = None) -> None:
     """Goyal et al. 2017: the last norm of every residual branch starts at scale 0.
 
     It takes a post-step's arguments (`PostStepFn`) and uses only the model."""
@@ -324,8 +329,8 @@ def apply_whitening(model: nn.Module, layers: list[tuple[str, nn.Module]],
                 conv.bias[:count].zero_()
 
 
-def apply_fixup(model: nn.Module, layers: list[tuple[str, nn.Module]], options=None,
-                batch=None) -> None:
+def apply_fixup(model: nn.Module, layers: list[tuple[str, nn.Module]], options: None = None,
+                batch: torch.Tensor | None = None) -> None:
     """Zhang et al. 2019, rules 1 and 2: scale branch layers by L^(-1/(2m-2)), zero branch ends.
 
     Only the layers Fixup drew (`layers`) change; it takes no options and no data. The paper's
