@@ -94,7 +94,7 @@ class DataConfig(Options):
 
     @model_validator(mode="after")
     def _root_when_needed(self):
-        if DATASETS.get(self.dataset).meta.get("needs_root") and not self.root:
+        if DATASETS.get(self.dataset).info.needs_root and not self.root:
             raise ValueError(f"data.root is required for dataset {self.dataset}: give the path of "
                              "the file or folder that holds it")
         return self

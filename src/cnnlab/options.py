@@ -122,7 +122,13 @@ def options_of(spec: BaseModel, tag: str = "name") -> dict[str, Any]:
 
 
 def entry_options(entry, spec: BaseModel) -> Options | None:
-    """A registry entry's own options model filled from a tagged spec (None if it takes none)."""
+    """A registry entry's own options from a tagged spec (None if it takes none).
+
+    A spec validated by `tagged_union` already is an instance of the entry's options model: it
+    is passed on as it is, not validated again each time a layer is built from it.
+    """
     if entry.options is None:
         return None
+    if isinstance(spec, entry.options):
+        return spec
     return entry.options(**options_of(spec))

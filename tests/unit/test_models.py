@@ -112,7 +112,7 @@ def test_every_model_takes_dropout_before_the_classifier_and_spatial_dropout_in_
     assert torch.equal(model(x), model(x))
 
 
-@pytest.mark.parametrize("arch", [a for a in MODELS.names() if MODELS.get(a).meta.get("residual")])
+@pytest.mark.parametrize("arch", [a for a in MODELS.names() if MODELS.get(a).info.residual])
 def test_stochastic_depth_drops_residual_branches_only_in_training(arch):
     model, _ = build_model(spec(arch=arch, drop_path=0.5), 3, 10, (16, 16), seed=0)
     x = torch.randn(4, 3, 16, 16)

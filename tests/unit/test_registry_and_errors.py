@@ -7,7 +7,7 @@ from cnnlab.registry import Registry
 def test_unknown_name_lists_every_valid_name_and_suggests_the_closest():
     registry = Registry("activation", "activations")
     for name in ("relu", "tanh", "gelu"):
-        registry.add(name, lambda: None, f"{name} description")
+        registry.register(name, f"{name} description")(lambda: None)
     with pytest.raises(UserError) as error:
         registry.get("rellu")
     message = str(error.value)
@@ -19,9 +19,9 @@ def test_unknown_name_lists_every_valid_name_and_suggests_the_closest():
 
 def test_registering_a_name_twice_is_a_bug():
     registry = Registry("thing", "things")
-    registry.add("a", lambda: None, "first")
+    registry.register("a", "first")(lambda: None)
     with pytest.raises(RuntimeError):
-        registry.add("a", lambda: None, "second")
+        registry.register("a", "second")(lambda: None)
 
 
 def test_did_you_mean_stays_quiet_for_unrelated_names():

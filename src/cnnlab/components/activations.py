@@ -19,18 +19,18 @@ moment of a layer's pre-activations at 1 through f, which is how sqrt(2) arises 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, ValidationError
 from torch import nn
 
-from cnnlab.options import Options, entry_options, tagged_union
+from cnnlab.errors import UserError
+from cnnlab.options import Options, entry_options, options_of, tagged_union
 from cnnlab.registry import Registry
-
-ACTIVATIONS = Registry("activation", "activations")
 
 SATURATION_DERIVATIVE = 1e-2
 
@@ -56,42 +56,67 @@ class SoftplusOptions(Options):
     beta: float = Field(1.0, gt=0.0)
 
 
-def _reg(name, description, build, options=None, gain=None, saturates_low=False):
-    """Register an activation. `build(options, channels) -> nn.Module`; `gain(options) -> float`
-    where the literature fixes it (None: computed numerically)."""
-    ACTIVATIONS.add(name, build, description, options, gain=gain, saturates_low=saturates_low)
+@dataclass(frozen=True)
+class ActivationInfo:
+    """What init and diagnostics need to know about an activation besides its factory
+    (`build(options, channels) -> nn.Module`)."""
+
+    # The init gain where the literature fixes it, from the entry's options; None: computed
+    # numerically (`second_moment_gain`).
+    gain: Callable[[Options | None], float] | None = None
+    # Whether the low flat region counts as saturation (sigmoid, tanh) rather than "off" (relu).
+    saturates_low: bool = False
 
 
-_reg("sigmoid", "logistic 1/(1+e^-x): saturates at both ends; gain 1", lambda o, c: nn.Sigmoid(),
-     gain=lambda o: 1.0, saturates_low=True)
-_reg("hard_sigmoid", "piecewise-linear sigmoid relu6(x+3)/6: flat outside [-3, 3]",
-     lambda o, c: nn.Hardsigmoid(), saturates_low=True)
-_reg("tanh", "hyperbolic tangent: zero-centred, saturates at both ends; gain 5/3",
-     lambda o, c: nn.Tanh(), gain=lambda o: 5.0 / 3.0, saturates_low=True)
-_reg("relu", "max(0, x) (Nair & Hinton 2010): units can die; gain sqrt(2)",
-     lambda o, c: nn.ReLU(), gain=lambda o: math.sqrt(2.0))
-_reg("relu6", "min(max(0, x), 6): relu clipped at 6, flat above it",
-     lambda o, c: nn.ReLU6())
-_reg("leaky_relu", "x if x > 0 else negative_slope*x (Maas et al. 2013): never dies",
-     lambda o, c: nn.LeakyReLU(o.negative_slope), LeakyReluOptions,
-     gain=lambda o: math.sqrt(2.0 / (1.0 + o.negative_slope**2)))
-_reg("prelu", "leaky relu with a learned slope, per channel or shared (He et al. 2015)",
-     lambda o, c: nn.PReLU(c if o.per_channel else 1, init=o.init), PReluOptions,
-     gain=lambda o: math.sqrt(2.0 / (1.0 + o.init**2)))
-_reg("elu", "x if x > 0 else alpha*(e^x - 1) (Clevert et al. 2016): smooth, negative outputs",
-     lambda o, c: nn.ELU(o.alpha), AlphaOptions)
-_reg("celu", "continuously differentiable elu (Barron 2017)",
-     lambda o, c: nn.CELU(o.alpha), AlphaOptions)
-_reg("selu", "scaled elu (Klambauer et al. 2017): self-normalizing with LeCun init; gain 1",
-     lambda o, c: nn.SELU(), gain=lambda o: 1.0)
-_reg("gelu", "x*Phi(x) (Hendrycks & Gimpel 2016), exact or tanh approximation",
-     lambda o, c: nn.GELU(approximate=o.approximate), GeluOptions)
-_reg("silu", "x*sigmoid(x), a.k.a. swish (Ramachandran et al. 2017)", lambda o, c: nn.SiLU())
-_reg("mish", "x*tanh(softplus(x)) (Misra 2019)", lambda o, c: nn.Mish())
-_reg("hardswish", "x*relu6(x+3)/6 (Howard et al. 2019): piecewise swish",
-     lambda o, c: nn.Hardswish())
-_reg("softplus", "log(1+e^(beta*x))/beta: a smooth relu", lambda o, c: nn.Softplus(o.beta),
-     SoftplusOptions)
+ACTIVATIONS: Registry[ActivationInfo] = Registry("activation", "activations", ActivationInfo)
+
+
+def _leaky_gain(negative_slope: float) -> float:
+    """He et al. 2015: sqrt(2/(1+a^2)) for a rectifier whose negative side has slope a."""
+    return math.sqrt(2.0 / (1.0 + negative_slope**2))
+
+
+ACTIVATIONS.register("sigmoid", "logistic 1/(1+e^-x): saturates at both ends; gain 1",
+                     info=ActivationInfo(gain=lambda o: 1.0, saturates_low=True))(
+    lambda o, c: nn.Sigmoid())
+ACTIVATIONS.register("hard_sigmoid", "piecewise-linear sigmoid relu6(x+3)/6: flat outside [-3, 3]",
+                     info=ActivationInfo(saturates_low=True))(
+    lambda o, c: nn.Hardsigmoid())
+ACTIVATIONS.register("tanh", "hyperbolic tangent: zero-centred, saturates at both ends; gain 5/3",
+                     info=ActivationInfo(gain=lambda o: 5.0 / 3.0, saturates_low=True))(
+    lambda o, c: nn.Tanh())
+ACTIVATIONS.register("relu", "max(0, x) (Nair & Hinton 2010): units can die; gain sqrt(2)",
+                     info=ActivationInfo(gain=lambda o: math.sqrt(2.0)))(
+    lambda o, c: nn.ReLU())
+ACTIVATIONS.register("relu6", "min(max(0, x), 6): relu clipped at 6, flat above it")(
+    lambda o, c: nn.ReLU6())
+ACTIVATIONS.register("leaky_relu", "x if x > 0 else negative_slope*x (Maas et al. 2013): never "
+                     "dies", LeakyReluOptions,
+                     info=ActivationInfo(gain=lambda o: _leaky_gain(o.negative_slope)))(
+    lambda o, c: nn.LeakyReLU(o.negative_slope))
+ACTIVATIONS.register("prelu", "leaky relu with a learned slope, per channel or shared (He et al. "
+                     "2015)", PReluOptions,
+                     info=ActivationInfo(gain=lambda o: _leaky_gain(o.init)))(
+    lambda o, c: nn.PReLU(c if o.per_channel else 1, init=o.init))
+ACTIVATIONS.register("elu", "x if x > 0 else alpha*(e^x - 1) (Clevert et al. 2016): smooth, "
+                     "negative outputs", AlphaOptions)(
+    lambda o, c: nn.ELU(o.alpha))
+ACTIVATIONS.register("celu", "continuously differentiable elu (Barron 2017)", AlphaOptions)(
+    lambda o, c: nn.CELU(o.alpha))
+ACTIVATIONS.register("selu", "scaled elu (Klambauer et al. 2017): self-normalizing with LeCun "
+                     "init; gain 1", info=ActivationInfo(gain=lambda o: 1.0))(
+    lambda o, c: nn.SELU())
+ACTIVATIONS.register("gelu", "x*Phi(x) (Hendrycks & Gimpel 2016), exact or tanh approximation",
+                     GeluOptions)(
+    lambda o, c: nn.GELU(approximate=o.approximate))
+ACTIVATIONS.register("silu", "x*sigmoid(x), a.k.a. swish (Ramachandran et al. 2017)")(
+    lambda o, c: nn.SiLU())
+ACTIVATIONS.register("mish", "x*tanh(softplus(x)) (Misra 2019)")(
+    lambda o, c: nn.Mish())
+ACTIVATIONS.register("hardswish", "x*relu6(x+3)/6 (Howard et al. 2019): piecewise swish")(
+    lambda o, c: nn.Hardswish())
+ACTIVATIONS.register("softplus", "log(1+e^(beta*x))/beta: a smooth relu", SoftplusOptions)(
+    lambda o, c: nn.Softplus(o.beta))
 
 
 @dataclass(frozen=True)
@@ -132,7 +157,8 @@ class Activation(nn.Module):
 
 
 def _options_key(options: Options | None) -> tuple:
-    return tuple(sorted(options.model_dump().items())) if options is not None else ()
+    # Without the tag: options may be the config's tagged spec itself (see `entry_options`).
+    return tuple(sorted(options_of(options).items())) if options is not None else ()
 
 
 def second_moment_gain(fn: nn.Module) -> float:
@@ -169,14 +195,43 @@ def flat_regions(fn: nn.Module) -> tuple[float, float]:
 
 
 @lru_cache(maxsize=None)
+def _gain(name: str, options_key: tuple) -> float:
+    entry = ACTIVATIONS.get(name)
+    options = entry.options(**dict(options_key)) if entry.options else None
+    if entry.info.gain is not None:
+        return entry.info.gain(options)
+    return second_moment_gain(entry.factory(options, 1).double())
+
+
+@lru_cache(maxsize=None)
 def _profile(name: str, options_key: tuple) -> ActivationProfile:
     entry = ACTIVATIONS.get(name)
     options = entry.options(**dict(options_key)) if entry.options else None
     fn = entry.factory(options, 1).double()
-    gain_rule = entry.meta["gain"]
-    gain = gain_rule(options) if gain_rule is not None else second_moment_gain(fn)
     low, high = flat_regions(fn)
-    return ActivationProfile(name, gain, low, high, entry.meta["saturates_low"])
+    return ActivationProfile(name, _gain(name, options_key), low, high, entry.info.saturates_low)
+
+
+def activation_gain(name: str, **options: object) -> float:
+    """The factor an initializer multiplies its std by so that `name` keeps the second moment
+    of a layer's pre-activations: relu sqrt(2), tanh 5/3, leaky_relu sqrt(2/(1+slope^2)),
+    sigmoid and selu 1 (see the module docstring), 1/sqrt(E[f(z)^2]) for the others.
+
+    `options` are the activation's own config keys (`negative_slope=0.1`). Equal to
+    `torch.nn.init.calculate_gain` where torch knows the function, except selu: torch's 3/4 is
+    not Klambauer et al.'s LeCun init, which cnnlab follows.
+    """
+    entry = ACTIVATIONS.get(name)  # a UserError naming the accepted activations
+    if entry.options is None and options:
+        raise UserError(f"activation {name} takes no options, received {sorted(options)}; "
+                        f"call activation_gain('{name}') alone")
+    try:
+        validated = entry.options(**options) if entry.options else None
+    except ValidationError as error:
+        accepted = ", ".join(entry.options.model_fields)  # type: ignore[union-attr]
+        raise UserError(f"activation {name} received options {options} "
+                        f"({error.errors()[0]['msg']}); it accepts {accepted}") from None
+    return _gain(name, _options_key(validated))
 
 
 def activation_profile(spec) -> ActivationProfile:

@@ -10,6 +10,10 @@ final classifier, which no activation follows, gets gain 1. Xavier and LeCun kee
 fixed variance (gain 1) unless a gain is given, so "Xavier with ReLU" means what He et al. (2015)
 tested. All draws come from one generator seeded per model build, so the same seed gives the
 same weights whatever else used the global random state before.
+
+An initializer that needs a step over the whole model once every layer is drawn (LSUV, Fixup,
+whitening) carries it in its registration (`InitInfo.post_step`, with its `Stage`), so adding
+one touches only its own entry.
 """
 
 from __future__ import annotations
@@ -19,19 +23,57 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from enum import IntEnum
+from typing import Any, Literal
 
 import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from cnnlab.components.activations import ACTIVATIONS, ActivationProfile, activation_profile
+from cnnlab.components.activations import ActivationProfile, activation_gain, activation_profile
 from cnnlab.components.norms import is_norm
 from cnnlab.errors import UserError
 from cnnlab.options import Options, entry_options, tagged_union
 from cnnlab.registry import Registry
 
-INITS = Registry("initializer", "inits")
+
+class Stage(IntEnum):
+    """When a whole-model post-step runs; `initialize` runs them in this order."""
+
+    STRUCTURE = 1  # rescales weights from the architecture alone (Fixup)
+    RESIDUAL_ZERO = 2  # model.init.zero_init_residual, a config flag rather than an initializer
+    DATA = 3  # sets weights from a batch of training data (whitening)
+    CALIBRATION = 4  # measures the finished model on data (LSUV): last, so it sees every change
+
+
+# The uniform signature of a post-step: (model, [(name, layer) it initialized], its validated
+# options, a batch of training images or None when it needs none).
+PostStepFn = Callable[[nn.Module, list[tuple[str, nn.Module]], Any, torch.Tensor | None], None]
+
+
+@dataclass(frozen=True)
+class PostStep:
+    """A whole-model step an initializer runs once, after every layer got its per-layer draw."""
+
+    apply: PostStepFn
+    stage: Stage
+    needs_data: bool = False
+
+
+@dataclass(frozen=True)
+class InitInfo:
+    """What `initialize` needs to know about an initializer besides its per-layer factory
+    (`fill(tensor, options, ctx)`), so that adding one touches only its registration."""
+
+    # Whether its `gain: auto` follows the activation (so a forced gain is checked against it);
+    # Xavier and LeCun keep their papers' gain 1.
+    uses_gain: bool = False
+    # Whether it also fills biases, by its own rule, when model.init.bias is not given.
+    fills_bias: bool = False
+    post_step: PostStep | None = None
+
+
+INITS: Registry[InitInfo] = Registry("initializer", "inits", InitInfo)
 
 WEIGHT_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 TYPE_KEYWORDS = {
@@ -98,6 +140,10 @@ class ScaledOptions(GainOptions):
     mode: Literal["fan_in", "fan_out"] = "fan_in"
 
 
+class WhiteningOptions(Options):
+    eps: float = Field(5e-4, gt=0.0, description="added to each eigenvalue before 1/sqrt")
+
+
 class LsuvOptions(Options):
     tolerance: float = Field(0.05, gt=0.0, lt=1.0, description="accepted |variance - 1|")
     max_iterations: int = Field(10, ge=1)
@@ -105,17 +151,10 @@ class LsuvOptions(Options):
 
 def _gain(options, ctx: LayerContext) -> float:
     if getattr(options, "nonlinearity", None) is not None:
-        return activation_gain_by_name(options.nonlinearity)
+        return activation_gain(options.nonlinearity)
     if options.gain == "auto":
         return ctx.gain
     return float(options.gain)
-
-
-def activation_gain_by_name(name: str) -> float:
-    from cnnlab.components.activations import _profile
-
-    ACTIVATIONS.get(name)  # a clear error for an unknown name
-    return _profile(name, ()).gain
 
 
 def _normal_std(tensor: torch.Tensor, std: float, ctx: LayerContext) -> None:
@@ -127,31 +166,29 @@ def _uniform_std(tensor: torch.Tensor, std: float, ctx: LayerContext) -> None:
     tensor.uniform_(-bound, bound, generator=ctx.generator)
 
 
-def _register(name: str, description: str, options=None, **meta):
-    return INITS.register(name, description, options, **meta)
-
-
-@_register("zeros", "all weights 0: every unit of a layer stays identical (a classic failure)")
+@INITS.register("zeros", "all weights 0: every unit of a layer stays identical (a classic failure)")
 def zeros(tensor, options, ctx):
     tensor.zero_()
 
 
-@_register("constant", "all weights equal to `value`: as symmetric as zeros", ConstantOptions)
+@INITS.register("constant", "all weights equal to `value`: as symmetric as zeros", ConstantOptions)
 def constant(tensor, options, ctx):
     tensor.fill_(options.value)
 
 
-@_register("normal", "N(mean, std^2) with a fixed std, ignoring the layer's size", NormalOptions)
+@INITS.register("normal", "N(mean, std^2) with a fixed std, ignoring the layer's size",
+                NormalOptions)
 def normal(tensor, options, ctx):
     tensor.normal_(options.mean, options.std, generator=ctx.generator)
 
 
-@_register("uniform", "U(a, b) with fixed bounds, ignoring the layer's size", UniformOptions)
+@INITS.register("uniform", "U(a, b) with fixed bounds, ignoring the layer's size", UniformOptions)
 def uniform(tensor, options, ctx):
     tensor.uniform_(options.a, options.b, generator=ctx.generator)
 
 
-@_register("trunc_normal", "N(mean, std^2) cut at +-truncate std, as in ViT/timm", TruncNormalOptions)
+@INITS.register("trunc_normal", "N(mean, std^2) cut at +-truncate std, as in ViT/timm",
+                TruncNormalOptions)
 def trunc_normal(tensor, options, ctx):
     cut = options.truncate * options.std
     nn.init.trunc_normal_(tensor, options.mean, options.std, options.mean - cut, options.mean + cut,
@@ -163,14 +200,14 @@ def _xavier_std(options, tensor, ctx) -> float:
     return _gain(options, ctx) * math.sqrt(2.0 / (fan_in + fan_out))
 
 
-@_register("xavier_uniform", "Glorot & Bengio 2010: var 2/(fan_in+fan_out), uniform; gain 1 "
-           "unless set", FixedGainOptions, uses_gain=False)
+@INITS.register("xavier_uniform", "Glorot & Bengio 2010: var 2/(fan_in+fan_out), uniform; gain 1 "
+                "unless set", FixedGainOptions)
 def xavier_uniform(tensor, options, ctx):
     _uniform_std(tensor, _xavier_std(options, tensor, ctx), ctx)
 
 
-@_register("xavier_normal", "Glorot & Bengio 2010: var 2/(fan_in+fan_out), normal; gain 1 "
-           "unless set", FixedGainOptions, uses_gain=False)
+@INITS.register("xavier_normal", "Glorot & Bengio 2010: var 2/(fan_in+fan_out), normal; gain 1 "
+                "unless set", FixedGainOptions)
 def xavier_normal(tensor, options, ctx):
     _normal_std(tensor, _xavier_std(options, tensor, ctx), ctx)
 
@@ -180,38 +217,38 @@ def _kaiming_std(options, ctx) -> float:
     return _gain(options, ctx) / math.sqrt(fan)
 
 
-@_register("kaiming_uniform", "He et al. 2015: var gain^2/fan (fan_in or fan_out), uniform; "
-           "gain from the activation", ScaledOptions, uses_gain=True)
+@INITS.register("kaiming_uniform", "He et al. 2015: var gain^2/fan (fan_in or fan_out), uniform; "
+                "gain from the activation", ScaledOptions, InitInfo(uses_gain=True))
 def kaiming_uniform(tensor, options, ctx):
     _uniform_std(tensor, _kaiming_std(options, ctx), ctx)
 
 
-@_register("kaiming_normal", "He et al. 2015: var gain^2/fan (fan_in or fan_out), normal; "
-           "gain from the activation", ScaledOptions, uses_gain=True)
+@INITS.register("kaiming_normal", "He et al. 2015: var gain^2/fan (fan_in or fan_out), normal; "
+                "gain from the activation", ScaledOptions, InitInfo(uses_gain=True))
 def kaiming_normal(tensor, options, ctx):
     _normal_std(tensor, _kaiming_std(options, ctx), ctx)
 
 
-@_register("lecun_uniform", "LeCun et al. 1998: var 1/fan_in, uniform (the SELU init)",
-           FixedGainOptions, uses_gain=False)
+@INITS.register("lecun_uniform", "LeCun et al. 1998: var 1/fan_in, uniform (the SELU init)",
+                FixedGainOptions)
 def lecun_uniform(tensor, options, ctx):
     _uniform_std(tensor, _gain(options, ctx) / math.sqrt(ctx.fan_in), ctx)
 
 
-@_register("lecun_normal", "LeCun et al. 1998: var 1/fan_in, normal (the SELU init)",
-           FixedGainOptions, uses_gain=False)
+@INITS.register("lecun_normal", "LeCun et al. 1998: var 1/fan_in, normal (the SELU init)",
+                FixedGainOptions)
 def lecun_normal(tensor, options, ctx):
     _normal_std(tensor, _gain(options, ctx) / math.sqrt(ctx.fan_in), ctx)
 
 
-@_register("orthogonal", "Saxe et al. 2014: a random orthogonal matrix (rows x fan_in) times "
-           "the activation's gain", GainOptions, uses_gain=True)
+@INITS.register("orthogonal", "Saxe et al. 2014: a random orthogonal matrix (rows x fan_in) times "
+                "the activation's gain", GainOptions, InitInfo(uses_gain=True))
 def orthogonal(tensor, options, ctx):
     nn.init.orthogonal_(tensor, _gain(options, ctx), generator=ctx.generator)
 
 
-@_register("dirac", "identity: each convolution passes its input through (extra channels 0); "
-           "linear layers get the identity matrix")
+@INITS.register("dirac", "identity: each convolution passes its input through (extra channels 0); "
+                "linear layers get the identity matrix")
 def dirac(tensor, options, ctx):
     if tensor.dim() == 2:
         nn.init.eye_(tensor)
@@ -219,37 +256,168 @@ def dirac(tensor, options, ctx):
         nn.init.dirac_(tensor)
 
 
-@_register("torch_default", "what PyTorch does today: kaiming_uniform with a=sqrt(5), i.e. "
-           "U(+-1/sqrt(fan_in)), biases U(+-1/sqrt(fan_in)); ignores the activation")
+@INITS.register("torch_default", "what PyTorch does today: kaiming_uniform with a=sqrt(5), i.e. "
+                "U(+-1/sqrt(fan_in)), biases U(+-1/sqrt(fan_in)); ignores the activation",
+                info=InitInfo(fills_bias=True))
 def torch_default(tensor, options, ctx):
     bound = 1.0 / math.sqrt(ctx.fan_in) if ctx.fan_in > 0 else 0.0
     tensor.uniform_(-bound, bound, generator=ctx.generator)
 
 
-@_register("lsuv", "Mishkin & Matas 2016: orthogonal, then each layer in order rescaled to unit "
-           "output variance on a batch of training data", LsuvOptions, procedure=True)
+# ---------------------------------------------------------------------------------------------
+# Whole-model initializers: a per-layer draw, then a post-step over the model. Each carries its
+# post-step in its registration; `initialize` runs it without knowing which initializer it is.
+
+
+def residual_branches(model: nn.Module, why: str) -> list:
+    branches = getattr(model, "residual_branches", None)
+    if branches is None:
+        raise UserError(
+            f"{why} needs a residual model (resnet20, resnet32, resnet56, resnet18, resnet34); "
+            f"{type(model).__name__} has no residual branches"
+        )
+    return branches()
+
+
+def apply_zero_init_residual(model: nn.Module, layers: list[tuple[str, nn.Module]] | None = None,
+                             options: None = None, batch: torch.Tensor | None = None) -> None:
+    """Goyal et al. 2017: the last norm of every residual branch starts at scale 0.
+
+    It takes a post-step's arguments (`PostStepFn`) and uses only the model."""
+    for branch in residual_branches(model, "model.init.zero_init_residual"):
+        norm = branch.last_norm
+        if norm is None or getattr(norm, "weight", None) is None:
+            raise UserError(
+                "model.init.zero_init_residual needs a norm layer at the end of each residual "
+                "branch, but model.norm is none; use init fixup for residual nets without norms"
+            )
+        with torch.no_grad():
+            norm.weight.zero_()
+
+
+ZERO_INIT_RESIDUAL = PostStep(apply_zero_init_residual, Stage.RESIDUAL_ZERO)
+
+
+def apply_whitening(model: nn.Module, layers: list[tuple[str, nn.Module]],
+                    options: WhiteningOptions, batch: torch.Tensor) -> None:
+    """Set the first convolution's filters to whiten the image patches it sees.
+
+    With D = channels x kernel area, the patch covariance C = P^T P / n has eigenpairs
+    (lambda_i, v_i); the filter v_i / sqrt(lambda_i + eps) maps a patch to a coordinate of unit
+    variance, decorrelated from the others. Filters come in +- pairs (so a following ReLU-like
+    activation keeps both signs), largest eigenvalues first; channels beyond 2D keep their
+    random init.
+    """
+    for name, conv in layers:
+        if not isinstance(conv, nn.Conv2d) or conv.in_channels != batch.shape[1] or \
+                conv.groups != 1:
+            raise UserError(f"init whitening applies to the first convolution, which sees the "
+                            f"images; it matched {name}, which does not")
+        patches = torch.nn.functional.unfold(batch.float(), conv.kernel_size,
+                                             dilation=conv.dilation, padding=conv.padding,
+                                             stride=conv.stride)  # N x D x L
+        flat = patches.transpose(1, 2).reshape(-1, patches.shape[1]).double()
+        covariance = flat.T @ flat / flat.shape[0]
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending
+        order = torch.argsort(eigenvalues, descending=True)
+        filters = (eigenvectors[:, order] / torch.sqrt(eigenvalues[order] + options.eps)).T
+        paired = torch.cat([filters, -filters]).to(conv.weight.dtype)
+        count = min(conv.out_channels, paired.shape[0])
+        with torch.no_grad():
+            conv.weight[:count] = paired[:count].view(count, *conv.weight.shape[1:])
+            if conv.bias is not None:
+                conv.bias[:count].zero_()
+
+
+def apply_fixup(model: nn.Module, layers: list[tuple[str, nn.Module]], options: None = None,
+                batch: torch.Tensor | None = None) -> None:
+    """Zhang et al. 2019, rules 1 and 2: scale branch layers by L^(-1/(2m-2)), zero branch ends.
+
+    Only the layers Fixup drew (`layers`) change; it takes no options and no data. The paper's
+    scalar multipliers and biases (rule 3) are architecture changes, not an initialization, and
+    are not added here.
+    """
+    branches = residual_branches(model, "init fixup")
+    count = len(branches)
+    fixup_layers = {id(m) for _, m in layers}
+    for branch in branches:
+        convs = branch.convs
+        m = len(convs)
+        scale = count ** (-1.0 / (2 * m - 2)) if m > 1 else 1.0
+        with torch.no_grad():
+            for conv in convs[:-1]:
+                if id(conv) in fixup_layers:
+                    conv.weight.mul_(scale)
+            if id(convs[-1]) in fixup_layers:
+                convs[-1].weight.zero_()
+    classifier = getattr(model, "classifier", None)
+    if classifier is not None and id(classifier) in fixup_layers:
+        with torch.no_grad():
+            classifier.weight.zero_()
+            if classifier.bias is not None:
+                classifier.bias.zero_()
+
+
+def apply_lsuv(model: nn.Module, layers: list[tuple[str, nn.Module]], options: LsuvOptions,
+               batch: torch.Tensor) -> None:
+    """Mishkin & Matas 2016: rescale each layer, in forward order, to unit output variance."""
+    targets = {id(m): m for _, m in layers}
+    order: list[nn.Module] = []
+    outputs: dict[int, torch.Tensor] = {}
+
+    def record(module, inputs, output):
+        if id(module) not in outputs:
+            order.append(module)
+        outputs[id(module)] = output.detach()
+
+    # BatchNorm running statistics must not learn from these probing passes.
+    buffers = {name: buffer.clone() for name, buffer in model.named_buffers()}
+    handles = [m.register_forward_hook(record) for m in targets.values()]
+    was_training = model.training
+    model.train()
+    try:
+        with torch.no_grad():
+            model(batch)
+            for module in list(order):
+                for _ in range(options.max_iterations):
+                    model(batch)
+                    variance = float(outputs[id(module)].float().var())
+                    if not math.isfinite(variance) or variance == 0.0:
+                        break
+                    if abs(variance - 1.0) < options.tolerance:
+                        break
+                    module.weight.div_(math.sqrt(variance))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+        with torch.no_grad():
+            for name, buffer in model.named_buffers():
+                buffer.copy_(buffers[name])
+
+
+@INITS.register("lsuv", "Mishkin & Matas 2016: orthogonal, then each layer in order rescaled to "
+                "unit output variance on a batch of training data", LsuvOptions,
+                InitInfo(post_step=PostStep(apply_lsuv, Stage.CALIBRATION, needs_data=True)))
 def lsuv(tensor, options, ctx):
-    # The per-layer step of LSUV; `apply_lsuv` rescales afterwards on data.
+    # The per-layer draw; its post-step `apply_lsuv` rescales afterwards on data.
     nn.init.orthogonal_(tensor, 1.0, generator=ctx.generator)
 
 
-@_register("fixup", "Zhang et al. 2019: He init, residual branches scaled by L^(-1/(2m-2)), "
-           "their last layer and the classifier 0; for residual nets without normalization",
-           procedure=True, residual_only=True)
+@INITS.register("fixup", "Zhang et al. 2019: He init, residual branches scaled by L^(-1/(2m-2)), "
+                "their last layer and the classifier 0; for residual nets without normalization",
+                info=InitInfo(post_step=PostStep(apply_fixup, Stage.STRUCTURE)))
 def fixup(tensor, options, ctx):
-    # The per-layer step of Fixup; `apply_fixup` rescales the residual branches afterwards.
+    # The per-layer draw (He normal); its post-step `apply_fixup` rescales the residual branches.
     _normal_std(tensor, ctx.gain / math.sqrt(ctx.fan_in), ctx)
 
 
-class WhiteningOptions(Options):
-    eps: float = Field(5e-4, gt=0.0, description="added to each eigenvalue before 1/sqrt")
-
-
-@_register("whitening", "patch whitening of the first convolution (Page 2018, airbench): filters "
-           "are the eigenvectors of the image-patch covariance over sqrt(eigenvalue), +- pairs",
-           WhiteningOptions, procedure=True)
+@INITS.register("whitening", "patch whitening of the first convolution (Page 2018, airbench): "
+                "filters are the eigenvectors of the image-patch covariance over "
+                "sqrt(eigenvalue), +- pairs", WhiteningOptions,
+                InitInfo(post_step=PostStep(apply_whitening, Stage.DATA, needs_data=True)))
 def whitening(tensor, options, ctx):
-    # The per-layer step; `apply_whitening` sets the filters from data afterwards.
+    # The per-layer draw (He normal); its post-step `apply_whitening` sets the filters from data.
     _normal_std(tensor, ctx.gain / math.sqrt(ctx.fan_in), ctx)
 
 
@@ -278,21 +446,24 @@ def rule_matches(match: str, name: str, module: nn.Module) -> bool:
     return fnmatch.fnmatchcase(name, match) or fnmatch.fnmatchcase(f"{name}.weight", match)
 
 
+def _options(spec) -> Options | None:
+    return entry_options(INITS.get(spec.name), spec)
+
+
 def _apply(spec, tensor: torch.Tensor, ctx: LayerContext) -> None:
-    entry = INITS.get(spec.name)
     with torch.no_grad():
-        entry.factory(tensor, entry_options(entry, spec), ctx)
+        INITS.get(spec.name).factory(tensor, _options(spec), ctx)
 
 
 def _warn_mismatch(spec, layer: str, profile: ActivationProfile, ctx: LayerContext) -> None:
-    options = entry_options(INITS.get(spec.name), spec)
+    options = _options(spec)
     if options is None or not hasattr(options, "gain"):
         return
     forced = options.nonlinearity is not None or options.gain != "auto"
     if not forced:
         return
     used = _gain(options, ctx)
-    expected = profile.gain if INITS.get(spec.name).meta.get("uses_gain") else 1.0
+    expected = profile.gain if INITS.get(spec.name).info.uses_gain else 1.0
     if abs(used - expected) > 0.05 * expected:
         warnings.warn(
             f"init {spec.name} on {layer} uses gain {used:.3g}, but the model's activation "
@@ -323,7 +494,8 @@ def initialize(
     classifier = getattr(model, "classifier", None)
     assignments: list[Assignment] = []
     warned: set[tuple[str, str]] = set()
-    procedures: dict[str, list[tuple[str, nn.Module]]] = {}
+    # The layers each whole-model initializer drew, for its post-step.
+    post_step_layers: dict[str, list[tuple[str, nn.Module]]] = {}
 
     for name, module in model.named_modules():
         if not (isinstance(module, WEIGHT_TYPES) or is_norm(module)):
@@ -367,32 +539,37 @@ def initialize(
             warned.add((spec.name, label))
             _warn_mismatch(spec, name, profile, ctx)
         _apply(spec, module.weight, ctx)
-        if INITS.get(spec.name).meta.get("procedure"):
-            procedures.setdefault(spec.name, []).append((name, module))
+        if INITS.get(spec.name).info.post_step is not None:
+            post_step_layers.setdefault(spec.name, []).append((name, module))
         if module.bias is not None:
             if bias_spec is not None:
                 _apply(bias_spec, module.bias, ctx)
-            elif spec.name == "torch_default":
-                _apply(spec, module.bias, ctx)  # PyTorch's own bias rule: U(+-1/sqrt(fan_in))
+            elif INITS.get(spec.name).info.fills_bias:
+                _apply(spec, module.bias, ctx)  # e.g. PyTorch's own rule: U(+-1/sqrt(fan_in))
             else:
                 with torch.no_grad():
                     module.bias.zero_()
         assignments.append(Assignment(name, type(module).__name__, spec.name, label))
 
-    if "fixup" in procedures:
-        apply_fixup(model, procedures["fixup"])
-    if init_cfg.zero_init_residual:
-        apply_zero_init_residual(model)
-    if "whitening" in procedures:
-        if sample_batch is None:
-            raise UserError("init whitening needs a batch of training data, and none was given")
-        apply_whitening(model, procedures["whitening"], sample_batch(),
-                        _spec_named(init_cfg, "whitening"))
-    if "lsuv" in procedures:
-        if sample_batch is None:
-            raise UserError("init lsuv needs a batch of training data, and none was given")
-        apply_lsuv(model, procedures["lsuv"], sample_batch(), _spec_named(init_cfg, "lsuv"))
+    _run_post_steps(model, init_cfg, post_step_layers, sample_batch)
     return assignments
+
+
+def _run_post_steps(model: nn.Module, init_cfg, layers: dict[str, list[tuple[str, nn.Module]]],
+                    sample_batch: Callable[[], torch.Tensor] | None) -> None:
+    """Each whole-model initializer's post-step once, over the layers it drew, in stage order;
+    zero-init residual (a config flag) takes its stage among them."""
+    steps = [(INITS.get(name).info.post_step, name, drawn, _options(_spec_named(init_cfg, name)))
+             for name, drawn in layers.items()]
+    if init_cfg.zero_init_residual:
+        steps.append((ZERO_INIT_RESIDUAL, "zero_init_residual", [], None))
+    for step, name, drawn, options in sorted(steps, key=lambda item: item[0].stage):
+        batch = None
+        if step.needs_data:
+            if sample_batch is None:
+                raise UserError(f"init {name} needs a batch of training data, and none was given")
+            batch = sample_batch()
+        step.apply(model, drawn, options, batch)
 
 
 def _spec_named(init_cfg, name: str):
@@ -400,127 +577,6 @@ def _spec_named(init_cfg, name: str):
     if init_cfg.default.name == name:
         return init_cfg.default
     return next(r.init for r in init_cfg.rules if r.init is not None and r.init.name == name)
-
-
-def apply_whitening(model: nn.Module, layers: list[tuple[str, nn.Module]], batch: torch.Tensor,
-                    spec) -> None:
-    """Set the first convolution's filters to whiten the image patches it sees.
-
-    With D = channels x kernel area, the patch covariance C = P^T P / n has eigenpairs
-    (lambda_i, v_i); the filter v_i / sqrt(lambda_i + eps) maps a patch to a coordinate of unit
-    variance, decorrelated from the others. Filters come in +- pairs (so a following ReLU-like
-    activation keeps both signs), largest eigenvalues first; channels beyond 2D keep their
-    random init.
-    """
-    options = entry_options(INITS.get("whitening"), spec)
-    for name, conv in layers:
-        if not isinstance(conv, nn.Conv2d) or conv.in_channels != batch.shape[1] or \
-                conv.groups != 1:
-            raise UserError(f"init whitening applies to the first convolution, which sees the "
-                            f"images; it matched {name}, which does not")
-        patches = torch.nn.functional.unfold(batch.float(), conv.kernel_size,
-                                             dilation=conv.dilation, padding=conv.padding,
-                                             stride=conv.stride)  # N x D x L
-        flat = patches.transpose(1, 2).reshape(-1, patches.shape[1]).double()
-        covariance = flat.T @ flat / flat.shape[0]
-        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)  # ascending
-        order = torch.argsort(eigenvalues, descending=True)
-        filters = (eigenvectors[:, order] / torch.sqrt(eigenvalues[order] + options.eps)).T
-        paired = torch.cat([filters, -filters]).to(conv.weight.dtype)
-        count = min(conv.out_channels, paired.shape[0])
-        with torch.no_grad():
-            conv.weight[:count] = paired[:count].view(count, *conv.weight.shape[1:])
-            if conv.bias is not None:
-                conv.bias[:count].zero_()
-
-
-def residual_branches(model: nn.Module, why: str) -> list:
-    branches = getattr(model, "residual_branches", None)
-    if branches is None:
-        raise UserError(
-            f"{why} needs a residual model (resnet20, resnet32, resnet56, resnet18, resnet34); "
-            f"{type(model).__name__} has no residual branches"
-        )
-    return branches()
-
-
-def apply_zero_init_residual(model: nn.Module) -> None:
-    """Goyal et al. 2017: the last norm of every residual branch starts at scale 0."""
-    for branch in residual_branches(model, "model.init.zero_init_residual"):
-        norm = branch.last_norm
-        if norm is None or getattr(norm, "weight", None) is None:
-            raise UserError(
-                "model.init.zero_init_residual needs a norm layer at the end of each residual "
-                "branch, but model.norm is none; use init fixup for residual nets without norms"
-            )
-        with torch.no_grad():
-            norm.weight.zero_()
-
-
-def apply_fixup(model: nn.Module, layers: list[tuple[str, nn.Module]]) -> None:
-    """Zhang et al. 2019, rules 1 and 2: scale branch layers by L^(-1/(2m-2)), zero branch ends.
-
-    The paper's scalar multipliers and biases (rule 3) are architecture changes, not an
-    initialization, and are not added here.
-    """
-    branches = residual_branches(model, "init fixup")
-    count = len(branches)
-    fixup_layers = {id(m) for _, m in layers}
-    for branch in branches:
-        convs = branch.convs
-        m = len(convs)
-        scale = count ** (-1.0 / (2 * m - 2)) if m > 1 else 1.0
-        with torch.no_grad():
-            for conv in convs[:-1]:
-                if id(conv) in fixup_layers:
-                    conv.weight.mul_(scale)
-            if id(convs[-1]) in fixup_layers:
-                convs[-1].weight.zero_()
-    classifier = getattr(model, "classifier", None)
-    if classifier is not None and id(classifier) in fixup_layers:
-        with torch.no_grad():
-            classifier.weight.zero_()
-            if classifier.bias is not None:
-                classifier.bias.zero_()
-
-
-def apply_lsuv(model: nn.Module, layers: list[tuple[str, nn.Module]], batch: torch.Tensor,
-               spec) -> None:
-    """Mishkin & Matas 2016: rescale each layer, in forward order, to unit output variance."""
-    options = entry_options(INITS.get("lsuv"), spec)
-    targets = {id(m): m for _, m in layers}
-    order: list[nn.Module] = []
-    outputs: dict[int, torch.Tensor] = {}
-
-    def record(module, inputs, output):
-        if id(module) not in outputs:
-            order.append(module)
-        outputs[id(module)] = output.detach()
-
-    # BatchNorm running statistics must not learn from these probing passes.
-    buffers = {name: buffer.clone() for name, buffer in model.named_buffers()}
-    handles = [m.register_forward_hook(record) for m in targets.values()]
-    was_training = model.training
-    model.train()
-    try:
-        with torch.no_grad():
-            model(batch)
-            for module in list(order):
-                for _ in range(options.max_iterations):
-                    model(batch)
-                    variance = float(outputs[id(module)].float().var())
-                    if not math.isfinite(variance) or variance == 0.0:
-                        break
-                    if abs(variance - 1.0) < options.tolerance:
-                        break
-                    module.weight.div_(math.sqrt(variance))
-    finally:
-        for handle in handles:
-            handle.remove()
-        model.train(was_training)
-        with torch.no_grad():
-            for name, buffer in model.named_buffers():
-                buffer.copy_(buffers[name])
 
 
 InitSpec = tagged_union(INITS)

@@ -7,13 +7,22 @@ per-channel scale and shift as in their papers.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from pydantic import Field
 from torch import nn
 
 from cnnlab.options import Options, entry_options, tagged_union
 from cnnlab.registry import Registry
 
-NORMS = Registry("norm", "norms")
+
+@dataclass(frozen=True)
+class NormInfo:
+    """What code needs to know about a norm besides its factory: nothing yet (is_norm tells a
+    norm layer by its type)."""
+
+
+NORMS: Registry[NormInfo] = Registry("norm", "norms", NormInfo)
 
 NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d,
               nn.SyncBatchNorm)

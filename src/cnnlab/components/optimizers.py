@@ -4,6 +4,7 @@ default, and per-group learning-rate multipliers chosen by parameter-name globs.
 from __future__ import annotations
 
 import fnmatch
+from dataclasses import dataclass
 from typing import Literal
 
 import torch
@@ -16,7 +17,20 @@ from cnnlab.lr_units import LrUnits
 from cnnlab.options import Options, tagged_union
 from cnnlab.registry import Registry
 
-OPTIMIZERS = Registry("optimizer", "optimizers")
+
+@dataclass(frozen=True)
+class OptimizerInfo:
+    """What code needs to know about an optimizer besides its factory
+    (`build(param_groups, options) -> torch.optim.Optimizer`)."""
+
+    # Which hyperparameter cyclic schedules move: "momentum", the first of "betas", or None when
+    # the optimizer has none.
+    momentum: Literal["momentum", "betas"] | None
+    # How weight decay acts: added to the gradient (L2, "coupled") or to the weights directly.
+    decay: Literal["coupled", "decoupled"]
+
+
+OPTIMIZERS: Registry[OptimizerInfo] = Registry("optimizer", "optimizers", OptimizerInfo)
 
 
 class LrMultiplier(Options):
@@ -117,40 +131,46 @@ def _torch_kwargs(options: Options) -> dict:
     return data
 
 
-def _register(name: str, cls: type[torch.optim.Optimizer], options: type[OptimizerBase],
-              description: str, momentum: str | None, decay: str):
+def _torch_factory(cls: type[torch.optim.Optimizer]):
     def factory(groups, options):
         return cls(groups, lr=options.lr, **_torch_kwargs(options))
 
-    # `momentum`: which hyperparameter cyclic schedules move (None: the optimizer has none).
-    OPTIMIZERS.add(name, factory, description, options, momentum=momentum, decay=decay)
+    return factory
 
 
-_register("sgd", torch.optim.SGD, SgdOptions,
-          "stochastic gradient descent with heavy-ball or Nesterov momentum", "momentum", "coupled")
-_register("adam", torch.optim.Adam, AdamAmsOptions,
-          "Adam (Kingma & Ba 2015); weight decay added to the gradient (L2)", "betas", "coupled")
-_register("adamw", torch.optim.AdamW, AdamWOptions,
-          "Adam with decoupled weight decay (Loshchilov & Hutter 2019)", "betas", "decoupled")
-_register("nadam", torch.optim.NAdam, NAdamOptions,
-          "Adam with Nesterov momentum (Dozat 2016)", "betas", "coupled")
-_register("radam", torch.optim.RAdam, RAdamOptions,
-          "rectified Adam: variance-corrected warm start (Liu et al. 2020)", "betas", "coupled")
-_register("rmsprop", torch.optim.RMSprop, RmspropOptions,
-          "RMSprop (Hinton 2012): gradient scaled by a running RMS", "momentum", "coupled")
-_register("adagrad", torch.optim.Adagrad, AdagradOptions,
-          "Adagrad (Duchi et al. 2011): per-parameter rates from summed squared gradients",
-          None, "coupled")
-_register("adadelta", torch.optim.Adadelta, AdadeltaOptions,
-          "Adadelta (Zeiler 2012): Adagrad with a decaying window, unit-free steps", None, "coupled")
-_register("adamax", torch.optim.Adamax, AdamaxOptions,
-          "Adamax (Kingma & Ba 2015): Adam with an infinity-norm second moment", "betas", "coupled")
-_register("lamb", Lamb, LambOptions,
-          "LAMB (You et al. 2020): Adam steps rescaled per tensor by a trust ratio, for large "
-          "batches", "betas", "decoupled")
-_register("lion", Lion, LionOptions,
-          "Lion (Chen et al. 2023): sign of interpolated momentum; use ~1/5 of AdamW's LR",
-          "betas", "decoupled")
+OPTIMIZERS.register("sgd", "stochastic gradient descent with heavy-ball or Nesterov momentum",
+                    SgdOptions, OptimizerInfo("momentum", "coupled"))(
+    _torch_factory(torch.optim.SGD))
+OPTIMIZERS.register("adam", "Adam (Kingma & Ba 2015); weight decay added to the gradient (L2)",
+                    AdamAmsOptions, OptimizerInfo("betas", "coupled"))(
+    _torch_factory(torch.optim.Adam))
+OPTIMIZERS.register("adamw", "Adam with decoupled weight decay (Loshchilov & Hutter 2019)",
+                    AdamWOptions, OptimizerInfo("betas", "decoupled"))(
+    _torch_factory(torch.optim.AdamW))
+OPTIMIZERS.register("nadam", "Adam with Nesterov momentum (Dozat 2016)",
+                    NAdamOptions, OptimizerInfo("betas", "coupled"))(
+    _torch_factory(torch.optim.NAdam))
+OPTIMIZERS.register("radam", "rectified Adam: variance-corrected warm start (Liu et al. 2020)",
+                    RAdamOptions, OptimizerInfo("betas", "coupled"))(
+    _torch_factory(torch.optim.RAdam))
+OPTIMIZERS.register("rmsprop", "RMSprop (Hinton 2012): gradient scaled by a running RMS",
+                    RmspropOptions, OptimizerInfo("momentum", "coupled"))(
+    _torch_factory(torch.optim.RMSprop))
+OPTIMIZERS.register("adagrad", "Adagrad (Duchi et al. 2011): per-parameter rates from summed "
+                    "squared gradients", AdagradOptions, OptimizerInfo(None, "coupled"))(
+    _torch_factory(torch.optim.Adagrad))
+OPTIMIZERS.register("adadelta", "Adadelta (Zeiler 2012): Adagrad with a decaying window, "
+                    "unit-free steps", AdadeltaOptions, OptimizerInfo(None, "coupled"))(
+    _torch_factory(torch.optim.Adadelta))
+OPTIMIZERS.register("adamax", "Adamax (Kingma & Ba 2015): Adam with an infinity-norm second "
+                    "moment", AdamaxOptions, OptimizerInfo("betas", "coupled"))(
+    _torch_factory(torch.optim.Adamax))
+OPTIMIZERS.register("lamb", "LAMB (You et al. 2020): Adam steps rescaled per tensor by a trust "
+                    "ratio, for large batches", LambOptions, OptimizerInfo("betas", "decoupled"))(
+    _torch_factory(Lamb))
+OPTIMIZERS.register("lion", "Lion (Chen et al. 2023): sign of interpolated momentum; use ~1/5 "
+                    "of AdamW's LR", LionOptions, OptimizerInfo("betas", "decoupled"))(
+    _torch_factory(Lion))
 
 
 def no_decay(name: str, param: torch.Tensor) -> bool:
@@ -201,7 +221,7 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 
 
 def momentum_key(spec) -> str | None:
-    key = OPTIMIZERS.get(spec.name).meta["momentum"]
+    key = OPTIMIZERS.get(spec.name).info.momentum
     if key == "momentum" and getattr(spec, "momentum", 0.0) == 0.0:
         return None  # plain SGD / RMSprop without momentum: nothing to cycle
     return key

@@ -22,7 +22,13 @@ from cnnlab.metric_names import MetricName
 from cnnlab.options import Options, tagged_union
 from cnnlab.registry import Registry
 
-SCHEDULES = Registry("schedule", "schedules")
+
+@dataclass(frozen=True)
+class ScheduleInfo:
+    """What code needs to know about a schedule besides its curve factory: nothing yet."""
+
+
+SCHEDULES: Registry[ScheduleInfo] = Registry("schedule", "schedules", ScheduleInfo)
 
 
 class Warmup(Options):
@@ -151,40 +157,38 @@ def _steps(length: float, options: ScheduleBase, ctx: Context) -> float:
     return float(nearest) if abs(steps - nearest) <= 1e-9 * max(1.0, steps) else steps
 
 
-def _register(name: str, description: str, options: type[ScheduleBase]):
-    return SCHEDULES.register(name, description, options)
-
-
-@_register("constant", "the same learning rate throughout", ScheduleBase)
+@SCHEDULES.register("constant", "the same learning rate throughout", ScheduleBase)
 def constant(o, ctx, length):
     return Curve(lambda t: ctx.base_lr)
 
 
-@_register("step", "multiply by gamma every step_size units (He et al. 2016 used 0.1)", StepOptions)
+@SCHEDULES.register("step", "multiply by gamma every step_size units (He et al. 2016 used 0.1)",
+                    StepOptions)
 def step(o, ctx, length):
     size = _steps(o.step_size, o, ctx)
     return Curve(lambda t: ctx.base_lr * o.gamma ** math.floor(t / size))
 
 
-@_register("multistep", "multiply by gamma at each milestone", MultistepOptions)
+@SCHEDULES.register("multistep", "multiply by gamma at each milestone", MultistepOptions)
 def multistep(o, ctx, length):
     marks = [_steps(m, o, ctx) for m in o.milestones]
     return Curve(lambda t: ctx.base_lr * o.gamma ** sum(1 for m in marks if t >= m))
 
 
-@_register("exponential", "multiply by gamma every unit", ExponentialOptions)
+@SCHEDULES.register("exponential", "multiply by gamma every unit", ExponentialOptions)
 def exponential(o, ctx, length):
     unit = _per_unit(o, ctx)
     return Curve(lambda t: ctx.base_lr * o.gamma ** math.floor(t / unit))
 
 
-@_register("polynomial", "decay to 0 as (1 - t/total)^power", PolynomialOptions)
+@SCHEDULES.register("polynomial", "decay to 0 as (1 - t/total)^power", PolynomialOptions)
 def polynomial(o, ctx, length):
     total = _steps(o.total, o, ctx) if o.total else length
     return Curve(lambda t: ctx.base_lr * (1.0 - min(t, total) / total) ** o.power)
 
 
-@_register("linear", "linear from start_factor to end_factor of lr over total", LinearOptions)
+@SCHEDULES.register("linear", "linear from start_factor to end_factor of lr over total",
+                    LinearOptions)
 def linear(o, ctx, length):
     total = _steps(o.total, o, ctx) if o.total else length
     span = o.end_factor - o.start_factor
@@ -195,14 +199,15 @@ def _cosine(start: float, end: float, fraction: float) -> float:
     return end + (start - end) * (1.0 + math.cos(math.pi * fraction)) / 2.0
 
 
-@_register("cosine", "half a cosine from lr to min_lr over the run (Loshchilov & Hutter 2017)",
-           CosineOptions)
+@SCHEDULES.register("cosine", "half a cosine from lr to min_lr over the run (Loshchilov & "
+                    "Hutter 2017)", CosineOptions)
 def cosine(o, ctx, length):
     return Curve(lambda t: _cosine(ctx.base_lr, o.min_lr, min(t, length) / max(length, 1)))
 
 
-@_register("cosine_restarts", "cosine cycles restarting at lr (SGDR, Loshchilov & Hutter 2017); "
-           "cycles grow by period_mult, peaks decay by decay", CosineRestartsOptions)
+@SCHEDULES.register("cosine_restarts", "cosine cycles restarting at lr (SGDR, Loshchilov & "
+                    "Hutter 2017); cycles grow by period_mult, peaks decay by decay",
+                    CosineRestartsOptions)
 def cosine_restarts(o, ctx, length):
     first = _steps(o.period, o, ctx)
 
@@ -238,8 +243,8 @@ def _anneal(kind: str, start: float, end: float, fraction: float) -> float:
     return start + (end - start) * fraction
 
 
-@_register("one_cycle", "Smith 2018: warm up to lr over pct_start, anneal to lr/div/final_div; "
-           "momentum moves inversely", OneCycleOptions)
+@SCHEDULES.register("one_cycle", "Smith 2018: warm up to lr over pct_start, anneal to "
+                    "lr/div/final_div; momentum moves inversely", OneCycleOptions)
 def one_cycle(o, ctx, length):
     peak = ctx.base_lr
     initial = peak / o.div_factor
@@ -274,8 +279,8 @@ def one_cycle(o, ctx, length):
     return Curve(lr, momentum if has_momentum else None)
 
 
-@_register("cyclic", "Smith 2017: lr cycles between min_lr and lr (triangular, triangular2, "
-           "exp_range); momentum moves inversely", CyclicOptions)
+@SCHEDULES.register("cyclic", "Smith 2017: lr cycles between min_lr and lr (triangular, "
+                    "triangular2, exp_range); momentum moves inversely", CyclicOptions)
 def cyclic(o, ctx, length):
     up = _steps(o.step_size_up, o, ctx)
     down = _steps(o.step_size_down if o.step_size_down is not None else o.step_size_up, o, ctx)
@@ -308,15 +313,15 @@ def cyclic(o, ctx, length):
     return Curve(lr, momentum if has_momentum else None)
 
 
-@_register("plateau", "multiply by factor when `metric` has not improved for `patience` epochs "
-           "(stateful, checkpointed)", PlateauOptions)
+@SCHEDULES.register("plateau", "multiply by factor when `metric` has not improved for "
+                    "`patience` epochs (stateful, checkpointed)", PlateauOptions)
 def plateau(o, ctx, length):
     # The curve is a constant; `Schedule` applies the plateau factor it keeps in its state.
     return Curve(lambda t: ctx.base_lr)
 
 
-@_register("inverse_sqrt", "lr*sqrt(timescale/(t+timescale)): the Transformer decay, usually "
-           "after a warmup", InverseSqrtOptions)
+@SCHEDULES.register("inverse_sqrt", "lr*sqrt(timescale/(t+timescale)): the Transformer decay, "
+                    "usually after a warmup", InverseSqrtOptions)
 def inverse_sqrt(o, ctx, length):
     if o.timescale is not None:
         scale = _steps(o.timescale, o, ctx)

@@ -21,7 +21,15 @@ from cnnlab.errors import DataError
 from cnnlab.registry import Registry
 from cnnlab.seeding import generator
 
-DATASETS = Registry("dataset", "datasets")
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What config validation needs to know about a dataset besides its loader (`load(cfg)`)."""
+
+    needs_root: bool = False  # read from data.root (a file or folder), which is then required
+
+
+DATASETS: Registry[DatasetInfo] = Registry("dataset", "datasets", DatasetInfo)
 
 
 @dataclass
@@ -38,7 +46,7 @@ def _split_off_test(images: ImageSet, cfg) -> tuple[ImageSet, ImageSet]:
 
 
 @DATASETS.register("synthetic", "generated in memory: class prototypes (smooth random patterns) "
-                   "plus noise and shifts; deterministic, learnable, no files", synthetic=True)
+                   "plus noise and shifts; deterministic, learnable, no files")
 def synthetic(cfg) -> RawData:
     s = cfg.synthetic
     gen = generator(s.seed, "synthetic")
@@ -151,7 +159,7 @@ def _to_uint8(array: np.ndarray, key: str, path: Path) -> np.ndarray:
 
 
 @DATASETS.register("npz", "a NumPy .npz file in Keras layout (x_train, y_train, x_test, y_test); "
-                   "NHWC or NCHW, uint8 or floats in [0, 1]", needs_root=True)
+                   "NHWC or NCHW, uint8 or floats in [0, 1]", info=DatasetInfo(needs_root=True))
 def npz(cfg) -> RawData:
     path = Path(cfg.root).expanduser()
     if not path.is_file():
@@ -199,7 +207,8 @@ def npz(cfg) -> RawData:
 
 
 @DATASETS.register("imagefolder", "a folder (or .tar.gz/.zip of one) with train/ and test/ or "
-                   "just class folders, one per class; decoded once into a cache", needs_root=True)
+                   "just class folders, one per class; decoded once into a cache",
+                   info=DatasetInfo(needs_root=True))
 def imagefolder(cfg) -> RawData:
     root = Path(cfg.root).expanduser()
     if not root.exists():
@@ -294,5 +303,5 @@ for _name, _cls, _split, _desc in [
     ("cifar100", "CIFAR100", "train", "CIFAR-100, 32x32 colour, 100 classes, 50k/10k"),
     ("svhn", "SVHN", "split", "SVHN house numbers, 32x32 colour, 73k/26k"),
 ]:
-    DATASETS.add(_name, _torchvision(_name, _cls, [str(i) for i in range(10)], _split),
-                 f"{_desc} (torchvision; data.download=true fetches it)", torchvision=True)
+    DATASETS.register(_name, f"{_desc} (torchvision; data.download=true fetches it)")(
+        _torchvision(_name, _cls, [str(i) for i in range(10)], _split))

@@ -44,8 +44,8 @@ def build_model(
     """Build the configured architecture and initialize it from its own seeded generator."""
     check_input(spec, in_channels, num_classes, dataset)
     entry = MODELS.get(spec.arch)
-    if spec.drop_path > 0 and not entry.meta.get("residual"):
-        residual = ", ".join(e.name for e in MODELS if e.meta.get("residual"))
+    if spec.drop_path > 0 and not entry.info.residual:
+        residual = ", ".join(e.name for e in MODELS if e.info.residual)
         raise UserError(f"model.drop_path drops residual branches, and {spec.arch} has none; "
                         f"use it with {residual}, or model.dropout/model.dropout2d here")
     ctx = BuildContext(spec, in_channels, num_classes, tuple(image_size))

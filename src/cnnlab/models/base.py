@@ -21,7 +21,18 @@ from cnnlab.components.norms import NormSpec, build_norm
 from cnnlab.options import Options
 from cnnlab.registry import Registry
 
-MODELS = Registry("model", "models")
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What code needs to know about an architecture besides its factory
+    (`build(BuildContext, options) -> nn.Module`)."""
+
+    # Whether it has residual branches (`residual_branches()`): drop_path, Fixup and zero-init
+    # residual need them.
+    residual: bool = False
+
+
+MODELS: Registry[ModelInfo] = Registry("model", "models", ModelInfo)
 
 
 class ModelBase(Options):

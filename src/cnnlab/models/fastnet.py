@@ -67,5 +67,5 @@ class Fastnet(Network):
         return self.classifier(self.head(self.body(x))) * self.logit_scale
 
 
-MODELS.add("fastnet", Fastnet, "fast CIFAR net after ResNet-9/airbench: 2x2 stem, 3 conv groups "
-           "64/256/256, max pooling, scaled logits", FastnetOptions)
+MODELS.register("fastnet", "fast CIFAR net after ResNet-9/airbench: 2x2 stem, 3 conv groups "
+                "64/256/256, max pooling, scaled logits", FastnetOptions)(Fastnet)

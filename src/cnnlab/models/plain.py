@@ -37,5 +37,5 @@ class Plain(Network):
         self.classifier = nn.Linear(self.head.out_features, ctx.num_classes)
 
 
-MODELS.add("plain", Plain, "a deep plain conv net: depth conv layers of width channels, no "
-           "shortcuts (for init/activation studies)", PlainOptions)
+MODELS.register("plain", "a deep plain conv net: depth conv layers of width channels, no "
+                "shortcuts (for init/activation studies)", PlainOptions)(Plain)

@@ -13,7 +13,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from cnnlab.models.base import MODELS, BuildContext, ConvNormAct, Head, ModelBase, Network
+from cnnlab.models.base import MODELS, BuildContext, ConvNormAct, Head, ModelBase, ModelInfo, \
+    Network
 
 
 def drop_path(branch: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
@@ -110,9 +111,10 @@ def _cifar_resnet(depth: int):
 
 
 for _depth in (20, 32, 56):
-    MODELS.add(f"resnet{_depth}", _cifar_resnet(_depth),
-               f"CIFAR ResNet-{_depth} (He et al. 2016): 3 stages x {(_depth - 2) // 6} basic "
-               "blocks, 16/32/64 channels", CifarResNetOptions, residual=True)
+    MODELS.register(f"resnet{_depth}",
+                    f"CIFAR ResNet-{_depth} (He et al. 2016): 3 stages x {(_depth - 2) // 6} "
+                    "basic blocks, 16/32/64 channels", CifarResNetOptions,
+                    ModelInfo(residual=True))(_cifar_resnet(_depth))
 
 
 class ImageNetResNetOptions(ModelBase):
@@ -137,8 +139,9 @@ def _imagenet_resnet(blocks: list[int]):
     return build
 
 
-MODELS.add("resnet18", _imagenet_resnet([2, 2, 2, 2]), "ResNet-18 (He et al. 2016): 4 stages x 2 "
-           "basic blocks, 64..512 channels; ImageNet or CIFAR stem", ImageNetResNetOptions,
-           residual=True)
-MODELS.add("resnet34", _imagenet_resnet([3, 4, 6, 3]), "ResNet-34 (He et al. 2016): 4 stages of "
-           "3/4/6/3 basic blocks; ImageNet or CIFAR stem", ImageNetResNetOptions, residual=True)
+MODELS.register("resnet18", "ResNet-18 (He et al. 2016): 4 stages x 2 basic blocks, 64..512 "
+                "channels; ImageNet or CIFAR stem", ImageNetResNetOptions,
+                ModelInfo(residual=True))(_imagenet_resnet([2, 2, 2, 2]))
+MODELS.register("resnet34", "ResNet-34 (He et al. 2016): 4 stages of 3/4/6/3 basic blocks; "
+                "ImageNet or CIFAR stem", ImageNetResNetOptions,
+                ModelInfo(residual=True))(_imagenet_resnet([3, 4, 6, 3]))

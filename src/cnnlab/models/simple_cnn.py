@@ -37,5 +37,6 @@ class SimpleCnn(Network):
         self.classifier = nn.Linear(self.head.out_features, ctx.num_classes)
 
 
-MODELS.add("simple_cnn", SimpleCnn, "conv-act-pool blocks then fully connected layers (LeNet/"
-           "Keras-tutorial style); widths, kernel_size, pooling, fc", SimpleCnnOptions)
+MODELS.register("simple_cnn", "conv-act-pool blocks then fully connected layers (LeNet/"
+                "Keras-tutorial style); widths, kernel_size, pooling, fc",
+                SimpleCnnOptions)(SimpleCnn)

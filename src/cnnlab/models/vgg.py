@@ -40,5 +40,5 @@ class Vgg(Network):
         self.classifier = nn.Linear(self.head.out_features, ctx.num_classes)
 
 
-MODELS.add("vgg", Vgg, "VGG-style (Simonyan & Zisserman 2015): variant 11/13/16/19 stacks of 3x3 "
-           "convs, global pooling, classifier", VggOptions)
+MODELS.register("vgg", "VGG-style (Simonyan & Zisserman 2015): variant 11/13/16/19 stacks of 3x3 "
+                "convs, global pooling, classifier", VggOptions)(Vgg)
