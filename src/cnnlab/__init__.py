@@ -18,7 +18,8 @@ __version__ = "0.1.0"
 
 # Imported on first use, so `cnnlab --help` and `cnnlab list` answer without importing torch.
 _LAZY = {"Config": "cnnlab.config", "load_config": "cnnlab.config",
-         "evaluate_run": "cnnlab.evaluate", "load_model": "cnnlab.predict",
+         "evaluate_run": "cnnlab.evaluate", "export": "cnnlab.exporting",
+         "load_model": "cnnlab.predict",
          "predict": "cnnlab.predict", "resume": "cnnlab.train", "train": "cnnlab.train"}
 
 
@@ -43,4 +44,4 @@ class _Package(types.ModuleType):
 sys.modules[__name__].__class__ = _Package
 
 __all__ = ["Config", "ConfigError", "DataError", "UserError", "__version__", "evaluate_run",
-           "load_config", "load_model", "predict", "resume", "train"]
+           "export", "load_config", "load_model", "predict", "resume", "train"]

@@ -158,6 +158,35 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("export")
+def _export(args: argparse.Namespace) -> int:
+    from cnnlab.exporting import export
+
+    record = export(args.run_dir, format=args.format, out=args.out, weights=args.weights,
+                    batch=args.batch)
+    if args.json:
+        _print_json(record)
+        return 0
+    check, shape = record["check"], record["input"]["shape"]
+    print(f"exported {record['file']} ({record['format']}, {record['exporter']} exporter, "
+          f"{record['weights']} weights)")
+    print(f"  input: images, float32 in [0, 1], N x {' x '.join(map(str, shape[1:]))} (NCHW, any "
+          f"N); the run's normalization is inside the model")
+    print(f"  output: logits for {len(record['output']['classes'])} classes, in the order of "
+          "classes.json (softmax gives probabilities)")
+    if check["status"] == "skipped":
+        print(f"  check: skipped, onnxruntime is not installed (pip install 'cnnlab[onnx]')")
+    else:
+        print(f"  check: {check['source']} through {check['runtime']}: max |logit difference| "
+              f"{check['max_abs_difference']:.3g} ({check['relative_difference']:.3g} of the "
+              f"logit scale {check['scale']:.3g}; tolerance {check['tolerance']:g}): "
+              f"{check['status']}")
+    for note in record["notes"]:
+        print(f"  note: {note}")
+    print(f"  record: {record['record']}")
+    return 0
+
+
 @command("list")
 def _list(args: argparse.Namespace) -> int:
     # The written copy of the registries: reading them would import torch (seconds).
@@ -539,6 +568,19 @@ def build_parser() -> argparse.ArgumentParser:
     formats.add_argument("--json", action="store_true", help=JSON_HELP)
     formats.add_argument("--csv", action="store_true",
                          help="image,rank,class,probability rows on stdout")
+
+    p = sub.add_parser("export", help="the trained network as ONNX or TorchScript, checked "
+                       "against PyTorch's outputs")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `cnnlab train`")
+    # Checked by the library, not by argparse choices, so that a wrong value is one sentence.
+    p.add_argument("--format", default="onnx", help="onnx or torchscript")
+    p.add_argument("--out", metavar="FILE", help="the file to write (default: model.onnx or "
+                   "model.torchscript.pt in the run folder)")
+    p.add_argument("--weights", choices=["final", "best"], default="final",
+                   help="the weights at the end of training, or those of the best epoch")
+    p.add_argument("--batch", type=int, default=16, metavar="N",
+                   help="images the exported model is checked on")
+    p.add_argument("--json", action="store_true", help="print the export record as JSON")
 
     p = sub.add_parser("inspect", help="signal propagation at init, per layer, with a verdict")
     p.add_argument("configs", nargs="+", metavar="CONFIG",

@@ -75,5 +75,12 @@ class DiskFull(RuntimeError):
     exit_code = 1
 
 
+class ExportMismatch(RuntimeError):
+    """An exported model's outputs differ from PyTorch's beyond the stated tolerance; the file
+    is kept under a `.unverified` name."""
+
+    exit_code = 1
+
+
 # What the CLI reports as one line and an exit code instead of a traceback.
-EXPECTED_STOPS = (UserError, NonFiniteLossError, Interrupted, DiskFull)
+EXPECTED_STOPS = (UserError, NonFiniteLossError, Interrupted, DiskFull, ExportMismatch)

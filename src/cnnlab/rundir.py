@@ -12,6 +12,8 @@
     classes.json        class names (in label order) and the input shape, for `cnnlab predict`
     diagnostics.npz     the sampled per-layer statistics (when diagnostics are on)
     diagnostics.json    their layers, alarms and measured overhead
+    tensorboard/        TensorBoard event files (with train.tensorboard: true)
+    model.onnx, model.torchscript.pt   `cnnlab export` output, each with a .export.json record
 
 Every file name of a run folder is defined here and nowhere else: other modules take the paths
 from a `RunDir` (or these constants), so that a renamed or added file is one edit. Analysis opens
@@ -47,6 +49,12 @@ LOCK = ".lock"
 CLASSES = "classes.json"
 DIAGNOSTICS = "diagnostics.npz"
 DIAGNOSTICS_META = "diagnostics.json"  # layers, alarms and overhead of diagnostics.npz
+TENSORBOARD = "tensorboard"  # a folder of event files, written beside metrics.jsonl
+# `cnnlab export`: the default output of each format, and what goes beside an exported file.
+ONNX_MODEL = "model.onnx"
+TORCHSCRIPT_MODEL = "model.torchscript.pt"
+EXPORT_RECORD_SUFFIX = ".export.json"  # model.onnx -> model.onnx.export.json
+UNVERIFIED_SUFFIX = ".unverified"  # an export whose outputs did not match PyTorch's
 # Inside CHECKPOINTS; cnnlab.checkpoint rotates last -> previous on every save.
 LAST_CHECKPOINT = "last.pt"
 PREVIOUS_CHECKPOINT = "previous.pt"
@@ -263,6 +271,14 @@ class RunDir:
         return self.path / DIAGNOSTICS_META
 
     @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / TENSORBOARD
+
+    def exported_model(self, format: str) -> Path:
+        """The default file `cnnlab export --format FORMAT` writes (onnx or torchscript)."""
+        return self.path / {"onnx": ONNX_MODEL, "torchscript": TORCHSCRIPT_MODEL}[format]
+
+    @property
     def last_checkpoint(self) -> Path:
         return self.checkpoints / LAST_CHECKPOINT
 
@@ -339,3 +355,15 @@ class RunDir:
     def raw_weights(self) -> Path:
         """The trained weights themselves, kept beside model.safetensors when that is an average."""
         return self.path / RAW_WEIGHTS
+
+
+def export_record_path(model_file: Path) -> Path:
+    """The JSON record written beside an exported model (its check and versions)."""
+    model_file = Path(model_file)
+    return model_file.with_name(model_file.name + EXPORT_RECORD_SUFFIX)
+
+
+def unverified_path(model_file: Path) -> Path:
+    """Where an exported model is kept while, or when, its outputs are not shown to match."""
+    model_file = Path(model_file)
+    return model_file.with_name(model_file.name + UNVERIFIED_SUFFIX)
