@@ -1,7 +1,7 @@
 """Every bad input of issue 20 (items 9, 10, 12, 13, and others found on the way) through the CLI.
 
-Each case writes its files into a fresh folder and runs `python -m cnnlab train ...` in a
-subprocess, as a user would. A case passes when the run ends with exit status 2 and exactly one
+Each case writes its files into a fresh folder and runs `python -m cnnlab train ...` (or
+`cnnlab export ...`) in a subprocess, as a user would. A case passes when the run ends with exit status 2 and exactly one
 line on stderr, `error: ...`, short enough to read (no traceback, no echo of a huge value, no
 warning before it). The script prints one line per case and the count that passed.
 
@@ -199,6 +199,27 @@ def _zip_many_members(folder: Path) -> list[str]:
         "dataset": "imagefolder", "root": str(archive), "cache_dir": str(folder / "cache")}})
 
 
+def _run_folder(folder: Path, best_epoch: bool) -> Path:
+    """A run folder as `cnnlab train` leaves it before its first epoch ends (only its config)
+    or, with `best_epoch`, after one epoch (the best epoch's weights, no final ones). The
+    weight file is empty: the commands refuse before reading it."""
+    from cnnlab.rundir import RunDir
+
+    run = RunDir.at(folder / "trained")
+    run.checkpoints.mkdir(parents=True)
+    run.write_config(yaml.safe_dump(BASE_CONFIG, sort_keys=False))
+    if best_epoch:
+        run.best_weights.write_bytes(b"")
+    return run.path
+
+
+def _export(*args: str, best_epoch: bool = False) -> Callable[[Path], list[str]]:
+    def build(folder: Path) -> list[str]:
+        return ["export", str(_run_folder(folder, best_epoch)),
+                *[a.replace("{folder}", str(folder)) for a in args]]
+    return build
+
+
 CASES = [
     # Item 9: tracebacks.
     Case("npz_zero_bytes", "9", _zero_byte_npz),
@@ -239,6 +260,15 @@ CASES = [
         "name=[&a [1,1,1,1,1,1,1,1,1], &b [" + ",".join(["*a"] * 9) + "], ["
         + ",".join(["*b"] * 9) + "]]")),
     Case("long_value_echo", "13", _override("name=" + "x" * 5000 + "!")),
+    # Issue 17: `cnnlab export`.
+    Case("export_unknown_format", "17", _export("--format", "tflite"),
+         "accepted: onnx, torchscript"),
+    Case("export_run_without_weights", "17", _export("--format", "onnx"), "no weights yet"),
+    Case("export_unfinished_run", "17",
+         _export("--format", "onnx", best_epoch=True),
+         "--weights best"),
+    Case("export_out_in_missing_folder", "17",
+         _export("--out", "{folder}/missing/model.onnx"), "does not exist"),
 ]
 
 

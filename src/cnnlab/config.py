@@ -177,6 +177,9 @@ class TrainConfig(Options):
     sync_bn: bool = Field(False, description="batch-norm statistics over all processes of a "
                           "distributed run")
     log_every: int = Field(10, ge=1, description="steps between progress updates")
+    tensorboard: bool = Field(False, description="also write the curves and the diagnostics' "
+                              "per-layer statistics as TensorBoard events in the run folder "
+                              "(needs cnnlab[tensorboard])")
 
     @field_validator("amp", mode="before")
     @classmethod

@@ -18,7 +18,9 @@ from cnnlab.errors import UserError
 FORCEABLE = ("name", "train.epochs", "train.log_every", "train.checkpoint_every",
              "train.threads", "train.device", "train.channels_last", "train.compile",
              "train.tta", "train.grad_clip", "optim.lr", "optim.weight_decay", "optim.momentum",
-             "diagnostics.every", "diagnostics.max_samples", "diagnostics.explode_threshold")
+             "diagnostics.every", "diagnostics.max_samples", "diagnostics.explode_threshold",
+             # an observer: it writes events, and no saved state depends on it
+             "train.tensorboard")
 
 
 def flatten(config: dict, prefix: str = "") -> dict:

@@ -60,8 +60,12 @@ def open_run(run_dir: str | Path, weights: str = "final", device: str = "cpu") -
         raise UserError(f"weights must be 'final' or 'best', received {weights!r}")
     path = run.final_weights if weights == "final" else run.best_weights
     if not path.exists():
-        hint = ("the run has not finished; use the best epoch's weights (--weights best) or "
-                "resume it first" if weights == "final" else "no epoch has been evaluated yet")
+        if weights == "final" and run.best_weights.exists():
+            hint = ("the run has not finished; use the best epoch's weights (--weights best) or "
+                    "resume it first")
+        else:  # not one epoch has ended: there are no weights to use at all
+            hint = (f"the run has no weights yet (no epoch has finished); continue it with "
+                    f"`cnnlab train --resume {run.path}` first")
         raise UserError(f"{path} does not exist: {hint}")
     cfg = load_config(run.config)
     inputs = _inputs_of(run, cfg)

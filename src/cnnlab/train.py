@@ -53,6 +53,7 @@ from cnnlab.regularization.swa import WeightAverage
 from cnnlab.rundir import RunDir, new_run_path
 from cnnlab.runtime import environment
 from cnnlab.seeding import generator, seed_everything
+from cnnlab.tensorboard_log import TensorBoardLog, summary_writer_class
 from cnnlab.train_state import GlobalRng, LoadsWith, Position, TrainState, zero_sums
 
 # Sees each epoch's metrics line; True stops the run after that epoch (a search's pruning).
@@ -193,6 +194,8 @@ class Training:
     # Losses not yet read back from the device (a read waits for the GPU), with their steps.
     pending_losses: list[tuple[int, torch.Tensor]] = field(default_factory=list)
     last_batch: tuple = ()  # the latest micro-batch, probed after a non-finite loss
+    # train.tensorboard: an observer of the metrics lines and diagnostics samples (main only).
+    tensorboard: TensorBoardLog | None = None
 
     @property
     def model(self) -> nn.Module:
@@ -242,7 +245,7 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
                          else f"run folder: {run.path}")
     training.started = time.perf_counter() - pos.elapsed
     write_status(training, "running")
-    with stop_requests() as stop:
+    with stop_requests() as stop, training.tensorboard or nullcontext():
         while pos.epoch < training.cfg.train.epochs and pos.stopped_early is None:
             clock = train_epoch(training, stop)
             end_epoch(training, clock, on_epoch)
@@ -252,6 +255,8 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
 def setup(cfg: Config, run: RunDir, world: distributed.World, progress: bool) -> Training:
     """Build the model, data, optimizer, schedule and every stateful component, and register
     each with the state a checkpoint holds."""
+    if cfg.train.tensorboard and world.is_main:
+        summary_writer_class()  # a missing package is refused before the data is loaded
     assembly = assemble(cfg, world=world)
     cfg, model, runtime = assembly.cfg, assembly.model, assembly.runtime
     batches = assembly.train_batches()
@@ -330,6 +335,8 @@ def restore(training: Training, checkpoint: dict, source: Path, accepted_changes
                       f"{shown_changes}", stacklevel=3)
     if training.main:
         run.write_metrics(pos.history)
+        if training.cfg.train.tensorboard:
+            training.tensorboard = TensorBoardLog(run.tensorboard_dir, resumed_at_step=pos.step)
         if accepted_changes:  # the resolved form of the edited config, as a new run has
             run.write_config(dump_yaml(training.cfg))
             run.write_config_hash(to_dict(training.cfg))
@@ -344,6 +351,8 @@ def start(training: Training) -> None:
         training.run.write_config_hash(to_dict(training.cfg))
         training.run.write_classes(data.classes, data.in_channels, data.image_size)
         training.run.write_metrics([])
+        if training.cfg.train.tensorboard:
+            training.tensorboard = TensorBoardLog(training.run.tensorboard_dir)
 
 
 def prepare_networks(training: Training) -> None:
@@ -463,6 +472,9 @@ def observe_step(training: Training, lr: float, sampled: bool, step_started: flo
         for alarm in diagnostics.after_update(pos.step - 1, lr, steady):
             training.shown.write(f"alarm: {alarm['kind']} at {alarm['layer'] or 'model'} "
                                  f"(step {alarm['step']}): {alarm['detail']}")
+        if training.tensorboard is not None:
+            training.tensorboard.samples(diagnostics.records, diagnostics.layers,
+                                         diagnostics.weighted)
     if training.device.type == "cuda" and (sampled or diagnostics.want(pos.step)):
         torch.cuda.synchronize()  # honest times around sampled steps only
     if pos.step > 2:  # the first steps pay one-off kernel set-up
@@ -576,6 +588,8 @@ def end_epoch(training: Training, clock: EpochClock, on_epoch: EpochObserver | N
     training.schedule.observe(record)
     if main:
         training.run.append_metrics(record)
+        if training.tensorboard is not None:  # drawn from the line just recorded
+            training.tensorboard.epoch(record)
     training.shown.epoch(record)
     if on_epoch is not None and on_epoch(record):
         pos.pruned = True
