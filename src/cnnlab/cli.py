@@ -175,7 +175,7 @@ def _export(args: argparse.Namespace) -> int:
     print(f"  output: logits for {len(record['output']['classes'])} classes, in the order of "
           "classes.json (softmax gives probabilities)")
     if check["status"] == "skipped":
-        print(f"  check: skipped, onnxruntime is not installed (pip install 'cnnlab[onnx]')")
+        print("  check: skipped, onnxruntime is not installed (pip install 'cnnlab[onnx]')")
     else:
         print(f"  check: {check['source']} through {check['runtime']}: max |logit difference| "
               f"{check['max_abs_difference']:.3g} ({check['relative_difference']:.3g} of the "
