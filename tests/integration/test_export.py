@@ -66,6 +66,7 @@ def test_onnx_export_matches_pytorch_on_pixels_with_any_batch_size(trained):
     assert torch.allclose(torch.from_numpy(logits), _pytorch_logits(trained, pixels), atol=1e-4)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_torchscript_export_through_the_cli_states_the_check_and_tolerance(trained, tmp_path,
                                                                            capsys):
     out = tmp_path / "net.pt"
@@ -109,6 +110,23 @@ def test_without_onnxruntime_the_check_is_skipped_and_the_extra_named(trained, t
     assert "check: skipped" in stdout and "pip install 'cnnlab[onnx]'" in stdout
     assert json.loads(export_record_path(out).read_text())["check"]["status"] == "skipped"
     assert out.is_file()
+
+
+def test_when_the_dynamo_exporter_fails_the_torchscript_based_one_is_used_with_a_note(
+        trained, tmp_path, monkeypatch):
+    pytest.importorskip("onnxruntime")
+    original = torch.onnx.export
+
+    def dynamo_fails(*args, dynamo=True, **kwargs):
+        if dynamo:
+            raise RuntimeError("unsupported operator aten::something")
+        return original(*args, dynamo=False, **kwargs)
+
+    monkeypatch.setattr(torch.onnx, "export", dynamo_fails)
+    record = cnnlab.export(trained, format="onnx", out=tmp_path / "net.onnx", batch=5)
+    assert record["exporter"] == "torchscript-based"
+    assert any("aten::something" in note for note in record["notes"])
+    assert record["check"]["status"] == "passed" and record["check"]["images"] == 5
 
 
 @pytest.mark.parametrize("reference, exported, passed", [
