@@ -102,6 +102,7 @@ def test_a_mismatch_keeps_the_file_as_unverified_and_ends_in_one_sentence(traine
 
 def test_without_onnxruntime_the_check_is_skipped_and_the_extra_named(trained, tmp_path, capsys,
                                                                       monkeypatch):
+    pytest.importorskip("onnx")
     pytest.importorskip("onnxscript")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` fails
     out = tmp_path / "net.onnx"

@@ -121,6 +121,7 @@ def test_tensorboard_can_be_turned_on_when_resuming_with_force(tmp_path):
     config.write_text(yaml.safe_dump(edited, sort_keys=False))
     with pytest.raises(UserError, match="--force"):
         cnnlab.resume(run, progress=False)
-    summary = cnnlab.resume(run, progress=False, force=True)
+    with pytest.warns(UserWarning, match="train.tensorboard False -> True"):
+        summary = cnnlab.resume(run, progress=False, force=True)
     assert summary["status"] == "completed"
     assert _steps(_events(run), "val/acc") == [24, 32]  # the epochs trained with it on
