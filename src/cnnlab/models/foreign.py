@@ -19,7 +19,7 @@ from cnnlab.components.activations import ActivationSpec
 from cnnlab.components.init import InitConfig
 from cnnlab.components.norms import NormSpec
 from cnnlab.errors import UserError
-from cnnlab.options import Options
+from cnnlab.options import Options, member_tag
 
 TORCHVISION = "torchvision."
 TIMM = "timm."
@@ -147,8 +147,7 @@ def foreign_spec_class(arch: object) -> type[ForeignModel] | None:
     if not isinstance(arch, str):
         return None
     family = arch_family(arch)
-    return next((c for c in FOREIGN_SPECS if c.union_tag == family or
-                 c.model_fields["arch"].default == family), None)
+    return next((c for c in FOREIGN_SPECS if member_tag(c, "arch") == family), None)
 
 
 # ------------------------------------------------------------------------------------------

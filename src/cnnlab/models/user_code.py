@@ -23,9 +23,9 @@ from torch import nn
 
 from cnnlab.errors import UserError
 
-# Imported model files by content hash: one import per process for the same code, a new one
-# when the file changed.
-_IMPORTED: dict[str, ModuleType] = {}
+# Imported model files by path and content hash: one import per process for the same file, a
+# new one when it changed.
+_IMPORTED: dict[tuple[str, str], ModuleType] = {}
 
 
 def _first_line(error: BaseException) -> str:
@@ -67,9 +67,10 @@ def import_model_file(path: str | Path) -> ModuleType:
     """Import the user's file by its path, once per content; say so on stderr."""
     path = _readable(Path(path))
     digest = file_sha256(path)
-    if digest in _IMPORTED:
-        return _IMPORTED[digest]
-    name = f"cnnlab_model_file_{digest[:16]}"
+    key = (str(path.resolve()), digest)
+    if key in _IMPORTED:
+        return _IMPORTED[key]
+    name = f"cnnlab_model_file_{hashlib.sha256(str(key).encode()).hexdigest()[:16]}"
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise UserError(f"model.path {path} cannot be imported as Python; give a .py file")
@@ -83,7 +84,7 @@ def import_model_file(path: str | Path) -> ModuleType:
         del sys.modules[name]
         raise UserError(f"importing model file {path} raised {_first_line(error)}; fix the "
                         "file (run `python FILE` to see the traceback)") from None
-    _IMPORTED[digest] = module
+    _IMPORTED[key] = module
     return module
 
 
