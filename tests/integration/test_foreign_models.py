@@ -220,3 +220,15 @@ def test_bad_model_files_fail_in_one_sentence(tmp_path, section, message):
     with pytest.raises(UserError, match=message) as error:
         build_model(load_config(config(**model)).model, 1, 4, (16, 16), seed=0)
     assert "\n" not in str(error.value)
+
+
+def test_the_seed_decides_a_foreign_models_own_init():
+    spec = load_config(config(arch="torchvision.resnet18")).model
+
+    def weights(seed):
+        torch.manual_seed(1234 + seed * 7)  # whatever the global generator holds before
+        model, _ = build_model(spec, 1, 4, (16, 16), seed=seed)
+        return model.conv1.weight.detach().clone()
+
+    assert torch.equal(weights(0), weights(0))
+    assert not torch.equal(weights(0), weights(1))

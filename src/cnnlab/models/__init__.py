@@ -23,7 +23,7 @@ from cnnlab.models.foreign import (FOREIGN_SPECS, FileModel, ForeignModel, Pytho
                                    build_torchvision)
 from cnnlab.models.user_code import SuppliedModel, build_from_file
 from cnnlab.options import tagged_union
-from cnnlab.seeding import generator
+from cnnlab.seeding import derive_seed, generator
 
 ModelSpec = tagged_union(MODELS, tag="arch", base=ModelBase, default="simple_cnn",
                          more=FOREIGN_SPECS, family=arch_family)
@@ -133,7 +133,11 @@ def _build_foreign(spec: ForeignModel, in_channels: int, num_classes: int,
                    supplied: SuppliedModel | None) -> tuple[nn.Module, list[Assignment]]:
     """Build a network cnnlab did not write, check it against the data, and hand it to the
     foreign-model engine, which applies model.init/activation/norm when they are given."""
-    model, what = _foreign_network(spec, in_channels, num_classes, supplied)
+    # Their constructors draw their own init from torch's global generator: seed it from the
+    # run's seed (and leave it as it was), so the same seed builds the same weights.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "foreign-init") % 2**63)
+        model, what = _foreign_network(spec, in_channels, num_classes, supplied)
     example = torch.randn(2, in_channels, *image_size, generator=generator(seed, "example"))
     check_output(model, example, num_classes, what)
     model.train()
