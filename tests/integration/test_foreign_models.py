@@ -232,3 +232,20 @@ def test_the_seed_decides_a_foreign_models_own_init():
 
     assert torch.equal(weights(0), weights(0))
     assert not torch.equal(weights(0), weights(1))
+
+
+def test_an_ablation_of_a_model_file_pins_its_hash(tmp_path):
+    from cnnlab.models.user_code import file_sha256
+
+    write_nets(tmp_path)
+    nets = tmp_path / "nets" / "my_nets.py"
+    base = {**config(arch="file", path=str(nets)), "data": {**BASE["data"], "train_subset": 8,
+                                                            "val_split": 0.5}}
+    study = cnnlab.ablate(base, vary=["model.kwargs.width=2,3"], seeds=1,
+                          storage_url=str(tmp_path / "s.journal"), runs_root=str(tmp_path))
+    assert study.user_attrs["model_source"] == {"path": str(nets), "sha256": file_sha256(nets)}
+    assert {t.user_attrs["status"] for t in study.get_trials(deepcopy=False)} == {"completed"}
+    nets.write_text(NETS + "\n# edited\n")
+    with pytest.raises(UserError, match="now has sha256"):  # the same study, run again
+        cnnlab.ablate(base, vary=["model.kwargs.width=2,3"], seeds=1,
+                      storage_url=str(tmp_path / "s.journal"), runs_root=str(tmp_path))

@@ -23,7 +23,7 @@ from cnnlab.experiments.store import open_storage, resolve_storage, store_lock
 from cnnlab.experiments.study import create_or_resume
 from cnnlab.experiments.trial_queue import DEFAULT_HEARTBEAT
 from cnnlab.model_arg import require_factory
-from cnnlab.models.user_code import source_record, supplied_model
+from cnnlab.models.user_code import study_model_source, supplied_model
 
 
 def enqueue_missing(study: optuna.Study, factors: list[Factor], seeds: list[int],
@@ -82,9 +82,7 @@ def ablate(config_path: str | Path | dict, *, vary: Sequence[str], seeds: int,
     spec = {"kind": "ablation", "config": base, "seeds": seed_list, "metric": metric,
             "factors": [{"key": f.key, "values": list(f.values), "baseline": f.baseline}
                         for f in factors], "runs_root": runs_root}
-    if isinstance(base.get("model"), dict) and base["model"].get("arch") == "file":
-        # Every run of the study must train the same code: workers check this hash.
-        spec["model_source"] = source_record(base["model"]["path"])
+    spec.update(study_model_source(base))
     # Launches of the same study at the same moment take turns: the second one finds the
     # first one's study and trials, so each run is queued once.
     with store_lock(storage_url, f"study:{name}"):

@@ -63,6 +63,15 @@ def check_unchanged(recorded: dict, what: str) -> None:
                         "continue, or start a new run (or study) for the changed code")
 
 
+def study_model_source(config: dict) -> dict:
+    """The study attribute that pins a study's model file (none for other models): every
+    worker checks it before it trains a run of the study."""
+    model = config.get("model")
+    if isinstance(model, dict) and model.get("arch") == "file":
+        return {"model_source": source_record(model["path"])}
+    return {}
+
+
 def import_model_file(path: str | Path) -> ModuleType:
     """Import the user's file by its path, once per content; say so on stderr."""
     path = _readable(Path(path))
