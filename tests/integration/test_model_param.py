@@ -136,3 +136,12 @@ def test_a_worker_cannot_join_a_python_model_study(tmp_path):
 def test_model_must_be_a_module_or_a_factory():
     with pytest.raises(UserError, match="model= takes an nn.Module or a factory"):
         cnnlab.train(cfg(), model=3)
+
+
+def test_a_report_of_a_python_model_run_leaves_out_what_needs_the_network(tmp_path, capsys):
+    from cnnlab.report.page import build_report
+
+    cnnlab.train(cfg(), out=tmp_path / "run", model=tiny_factory, progress=False)
+    out = build_report([str(tmp_path / "run")], tmp_path / "report.md")
+    assert "cannot rebuild" in capsys.readouterr().err
+    assert "Errors of the best run" not in out.read_text()
