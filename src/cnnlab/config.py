@@ -385,7 +385,10 @@ def _drop_foreign_keys(section: dict, section_key: str, new_name: object) -> Non
 
         accepted = set(entry.options.model_fields if entry.options else ModelBase.model_fields)
     for key in list(section):
-        if key not in accepted and key not in ("name", "arch"):
+        # null is "the network's own" for a foreign model (a run's config.yaml writes it out);
+        # a built-in model takes its default for it instead.
+        foreign_null = kind == "models" and section[key] is None
+        if (key not in accepted or foreign_null) and key not in ("name", "arch"):
             del section[key]
 
 

@@ -87,6 +87,12 @@ def test_torchvision_resnet18_small_input_on_one_channel_trains(resnet_run):
         "torchvision.resnet18"
 
 
+def test_evaluate_a_torchvision_run(resnet_run):
+    out, summary = resnet_run
+    result = cnnlab.evaluate_run(out)
+    assert result["val_acc"] == pytest.approx(summary["final_val_acc"])
+
+
 def test_predict_on_a_torchvision_run(resnet_run, tmp_path):
     from PIL import Image
 
@@ -249,3 +255,14 @@ def test_an_ablation_of_a_model_file_pins_its_hash(tmp_path):
     with pytest.raises(UserError, match="now has sha256"):  # the same study, run again
         cnnlab.ablate(base, vary=["model.kwargs.width=2,3"], seeds=1,
                       storage_url=str(tmp_path / "s.journal"), runs_root=str(tmp_path))
+
+
+def test_switching_arch_by_override_keeps_only_the_keys_the_new_one_takes():
+    from cnnlab.config import to_dict
+
+    # A run's config.yaml writes a foreign model's unset choices as null.
+    written = to_dict(load_config(config(arch="torchvision.resnet18", small_input=True)))
+    back = load_config(written, ["model.arch=simple_cnn"]).model
+    assert back.arch == "simple_cnn" and back.activation.name == "relu"
+    there = load_config(config(arch="simple_cnn", widths=[4]), ["model.arch=timm.resnet18"])
+    assert there.model.arch == "timm.resnet18" and there.model.init is None
