@@ -133,13 +133,14 @@ def _build_foreign(spec: ForeignModel, in_channels: int, num_classes: int,
                    supplied: SuppliedModel | None) -> tuple[nn.Module, list[Assignment]]:
     """Build a network cnnlab did not write, check it against the data, and hand it to the
     foreign-model engine, which applies model.init/activation/norm when they are given."""
-    # Their constructors draw their own init from torch's global generator: seed it from the
-    # run's seed (and leave it as it was), so the same seed builds the same weights.
+    example = torch.randn(2, in_channels, *image_size, generator=generator(seed, "example"))
+    # Their constructors (and lazy layers, on the first forward) draw their own init from
+    # torch's global generator: seed it from the run's seed, and leave it as it was, so the
+    # same seed builds the same weights.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(derive_seed(seed, "foreign-init") % 2**63)
         model, what = _foreign_network(spec, in_channels, num_classes, supplied)
-    example = torch.randn(2, in_channels, *image_size, generator=generator(seed, "example"))
-    check_output(model, example, num_classes, what)
+        check_output(model, example, num_classes, what)
     model.train()
     prepared = prepare_foreign_model(model, init=spec.init, activation=spec.activation,
                                      norm=spec.norm, example_input=example,
