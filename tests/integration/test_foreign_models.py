@@ -137,6 +137,7 @@ def test_a_foreign_spec_refuses_keys_of_the_built_in_models():
 
 
 def test_timm_model_builds_sized_to_the_data():
+    pytest.importorskip("timm", reason="timm is the optional extra cnnlab[timm]")
     spec = load_config(config(arch="timm.resnet18", small_input=True)).model
     model, _ = build_model(spec, 1, 4, (16, 16), seed=0)
     assert model.conv1.in_channels == 1 and model.conv1.stride == (1, 1)
