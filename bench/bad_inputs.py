@@ -30,6 +30,9 @@ import yaml
 
 # Longest stderr line that still counts as one readable sentence.
 MAX_MESSAGE = 1000
+# The line saying which model file was imported (`model: {arch: file}`): the user's code ran,
+# which cnnlab always says; it is a fact, not a warning, so it may precede the error.
+IMPORT_NOTE = "model: importing "
 
 BASE_CONFIG = {
     "name": "bad-input",
@@ -179,6 +182,45 @@ def _image_folder(odd: bytes | None = None, side: int = 8, *overrides: str
     return build
 
 
+# Issue 17: the user's own network (model: {arch: file}) and timm names.
+NETS = """
+from torch import nn
+
+
+def build(in_channels, num_classes):
+    return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))
+
+
+def raises(in_channels, num_classes):
+    raise RuntimeError("unsupported width")
+
+
+def not_a_module(in_channels, num_classes):
+    return [in_channels, num_classes]
+
+
+def wrong_classes(in_channels, num_classes):
+    return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes + 1))
+"""
+
+
+def _own_model(folder: Path, model: dict) -> list[str]:
+    """Train with the config's whole model section replaced by `model`."""
+    args = _train(folder)
+    config = yaml.safe_load(Path(args[1]).read_text())
+    Path(args[1]).write_text(yaml.safe_dump({**config, "model": model}, sort_keys=False))
+    return args
+
+
+def _model_file(factory: str, write: bool = True) -> Callable[[Path], list[str]]:
+    def build(folder: Path) -> list[str]:
+        if write:
+            (folder / "my_nets.py").write_text(NETS)
+        return _own_model(folder, {"arch": "file", "path": "my_nets.py", "factory": factory})
+
+    return build
+
+
 def _zip_bomb(folder: Path) -> list[str]:
     root = _folder_with(folder, None)
     archive = folder / "images.zip"
@@ -269,12 +311,24 @@ CASES = [
          "--weights best"),
     Case("export_out_in_missing_folder", "17",
          _export("--out", "{folder}/missing/model.onnx"), "does not exist"),
+    # Issue 17: models cnnlab did not write.
+    Case("model_file_missing", "17", _model_file("build", write=False), "does not exist"),
+    Case("model_file_no_factory", "17", _model_file("buld"), "has no function or class 'buld'"),
+    Case("model_factory_raises", "17", _model_file("raises"), "raised RuntimeError"),
+    Case("model_factory_not_a_module", "17", _model_file("not_a_module"), "not an nn.Module"),
+    Case("model_wrong_class_count", "17", _model_file("wrong_classes"), "4 classes"),
+    # Without timm installed, the sentence names the extra to install instead.
+    Case("timm_unknown_name", "17", lambda folder: _own_model(
+        folder, {"arch": "timm.resnet181"}), "timm"),
+    Case("torchvision_unknown_name", "17", lambda folder: _own_model(
+        folder, {"arch": "torchvision.resnet181"}), "did you mean"),
 ]
 
 
 def verdict(returncode: int, stderr: str, expect: str = "") -> str | None:
     """Why an outcome is not one sentence and exit 2 (saying `expect`), or None when it is."""
-    lines = [line for line in stderr.splitlines() if line.strip()]
+    lines = [line for line in stderr.splitlines()
+             if line.strip() and not line.startswith(IMPORT_NOTE)]
     if returncode != 2:
         return f"exit {returncode}"
     if "Traceback" in stderr:

@@ -4,6 +4,7 @@ The Python API mirrors the CLI:
 
     cfg = cnnlab.load_config("examples/quickstart.yaml", ["optim.lr=0.05"])
     summary = cnnlab.train(cfg)
+    summary = cnnlab.train(cfg, model=my_factory)  # your own network: (in_channels, classes)
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ __version__ = "0.1.0"
 _LAZY = {"Config": "cnnlab.config", "load_config": "cnnlab.config",
          "evaluate_run": "cnnlab.evaluate", "export": "cnnlab.exporting",
          "load_model": "cnnlab.predict",
-         "predict": "cnnlab.predict", "resume": "cnnlab.train", "train": "cnnlab.train"}
+         "predict": "cnnlab.predict", "resume": "cnnlab.train", "train": "cnnlab.train",
+         # The functions behind `cnnlab inspect`, `lr-find` and `ablate`; each takes model=.
+         # None of these names is a cnnlab submodule (the modules are propagation, lr_finder
+         # and experiments.ablate), so importing those never rebinds them.
+         "inspect": "cnnlab.propagation", "lr_find": "cnnlab.lr_finder",
+         "ablate": "cnnlab.experiments.ablate"}
 
 
 def __getattr__(name: str):
@@ -43,5 +49,6 @@ class _Package(types.ModuleType):
 
 sys.modules[__name__].__class__ = _Package
 
-__all__ = ["Config", "ConfigError", "DataError", "UserError", "__version__", "evaluate_run",
-           "export", "load_config", "load_model", "predict", "resume", "train"]
+__all__ = ["Config", "ConfigError", "DataError", "UserError", "__version__", "ablate",
+           "evaluate_run", "export", "inspect", "load_config", "load_model", "lr_find", "predict", "resume",
+           "train"]

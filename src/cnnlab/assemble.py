@@ -16,6 +16,7 @@ from cnnlab.data import DataBundle, load_data
 from cnnlab.data.augment import Augmenter, Normalizer
 from cnnlab.data.loaders import TrainBatches, eval_batches
 from cnnlab.models import build_model
+from cnnlab.models.user_code import SuppliedModel
 from cnnlab.distributed import World, check_sync_bn
 from cnnlab.errors import UserError
 from cnnlab.runtime import Runtime, resolve_runtime
@@ -78,8 +79,9 @@ def sample_batch(data: DataBundle, normalizer: Normalizer, size: int = 256) -> t
     return normalizer(images.to(normalizer.scale.device))
 
 
-def assemble(cfg: Config, data: DataBundle | None = None, world: World | None = None
-             ) -> Assembly:
+def assemble(cfg: Config, data: DataBundle | None = None, world: World | None = None,
+             supplied: SuppliedModel | None = None) -> Assembly:
+    """The run's parts from its config; `supplied` is the network of an `arch: python` config."""
     world = world or World()
     runtime = resolve_runtime(cfg.train, world)
     runtime.apply()
@@ -88,7 +90,8 @@ def assemble(cfg: Config, data: DataBundle | None = None, world: World | None = 
     normalizer = Normalizer(data.mean, data.std, runtime.device, runtime.channels_last)
     model, assignments = build_model(
         cfg.model, data.in_channels, data.num_classes, data.image_size, cfg.seed,
-        sample_batch=lambda: sample_batch(data, normalizer).to("cpu"), dataset=cfg.data.dataset)
+        sample_batch=lambda: sample_batch(data, normalizer).to("cpu"), dataset=cfg.data.dataset,
+        supplied=supplied)
     memory_format = torch.channels_last if runtime.channels_last else torch.contiguous_format
     model = model.to(runtime.device, memory_format=memory_format)
     if world.distributed and cfg.data.batch_size % world.size:

@@ -13,6 +13,11 @@ from pathlib import Path
 from cnnlab.registry import Registry
 
 TABLE_FILE = Path(__file__).with_name("catalogue_table.py")
+# model.arch also takes networks cnnlab did not write (models/foreign.py); no registry lists
+# them, so `cnnlab list models` adds this line.
+FOREIGN_MODELS = ("model.arch also takes torchvision.NAME (any torchvision classification model), "
+                  "timm.NAME (pip install 'cnnlab[timm]') and file (a factory in your own "
+                  "Python file: path, factory, kwargs); see README, \"Your own network\"")
 
 
 def catalogue() -> dict[str, Registry]:

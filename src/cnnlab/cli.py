@@ -207,6 +207,10 @@ def _list(args: argparse.Namespace) -> int:
         indent = "  " if len(kinds) > 1 else ""
         for entry in registries[kind]:
             print(f"{indent}{entry['name']:<{width}}  {entry['description']}")
+        if kind == "models":
+            from cnnlab.catalogue import FOREIGN_MODELS
+
+            print(f"{indent}{FOREIGN_MODELS}")
     return 0
 
 

@@ -24,7 +24,8 @@ from cnnlab.data.sources import DATASETS
 from cnnlab.errors import ConfigError, UserError, did_you_mean
 from cnnlab.metric_names import MetricName, averaged_by
 from cnnlab.models import ModelSpec
-from cnnlab.options import NOT_A_NUMBER, Options
+from cnnlab.models.foreign import FOREIGN_ARCHS, foreign_spec_class
+from cnnlab.options import NOT_A_NUMBER, Options, member_tag
 
 DatasetName = Literal[tuple(DATASETS.names())]  # type: ignore[valid-type]
 
@@ -371,6 +372,12 @@ def _drop_foreign_keys(section: dict, section_key: str, new_name: object) -> Non
     from cnnlab.catalogue import catalogue
 
     kind = LIST_KINDS.get(section_key)
+    foreign = foreign_spec_class(new_name) if kind == "models" else None
+    if foreign is not None:
+        # torchvision.NAME, timm.NAME, file: keep only the keys that spec takes.
+        for key in [k for k in section if k not in foreign.model_fields]:
+            del section[key]
+        return
     registry = catalogue().get(kind) if kind else None
     if registry is None or not isinstance(new_name, str) or new_name not in registry:
         return  # validation reports the unknown name
@@ -381,7 +388,10 @@ def _drop_foreign_keys(section: dict, section_key: str, new_name: object) -> Non
 
         accepted = set(entry.options.model_fields if entry.options else ModelBase.model_fields)
     for key in list(section):
-        if key not in accepted and key not in ("name", "arch"):
+        # null is "the network's own" for a foreign model (a run's config.yaml writes it out);
+        # a built-in model takes its default for it instead.
+        foreign_null = kind == "models" and section[key] is None
+        if (key not in accepted or foreign_null) and key not in ("name", "arch"):
             del section[key]
 
 
@@ -462,9 +472,9 @@ def _list_item(annotation: Any) -> Any | None:
 
 def _tag_of(model: type[BaseModel]) -> tuple[str, str] | None:
     for key in ("arch", "name"):
-        field = model.model_fields.get(key)
-        if field is not None and typing.get_origin(field.annotation) is Literal:
-            return key, typing.get_args(field.annotation)[0]
+        tag = member_tag(model, key) if key in model.model_fields else None
+        if tag is not None:
+            return key, tag
     return None
 
 
@@ -541,9 +551,12 @@ def describe_error(error: dict, raw: dict) -> str:
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         from cnnlab.catalogue import catalogue
 
-        tag_key = ctx.get("discriminator", "'name'").strip("'")
+        # A field discriminator reads "'arch'", a routing function "arch()".
+        tag_key = ctx.get("discriminator", "'name'").strip("'()")
         listing = LIST_KINDS.get(path[-1] if path else "", "")
         expected = catalogue()[listing].names() if listing else []
+        if listing == "models":
+            expected = expected + list(FOREIGN_ARCHS)
         see = f" (see `cnnlab list {listing}`)" if listing else ""
         if kind == "union_tag_not_found":
             return f"{where}: needs a '{tag_key}' key; accepted {tag_key}s: " \

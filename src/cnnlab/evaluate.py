@@ -59,12 +59,14 @@ RUNTIME_KEYS = ("train.device", "train.threads", "train.amp", "train.channels_la
 
 
 def evaluate_run(run_dir: str | Path, weights: str = "final", split: str = "val",
-                 overrides: list[str] | tuple = ()) -> dict:
-    """Evaluate a finished (or interrupted) run's final or best weights on a split."""
+                 overrides: list[str] | tuple = (), model: object = None) -> dict:
+    """Evaluate a finished (or interrupted) run's final or best weights on a split. A run
+    trained on a network given in Python needs the same `model` (module or factory) again."""
     from cnnlab.assemble import assemble
     from cnnlab.checkpoint import load_weights
     from cnnlab.config import load_config
     from cnnlab.errors import UserError
+    from cnnlab.model_arg import for_run
     from cnnlab.rundir import RunDir
 
     run = RunDir.open(Path(run_dir))
@@ -83,7 +85,7 @@ def evaluate_run(run_dir: str | Path, weights: str = "final", split: str = "val"
         hint = ("the run has not finished; evaluate --weights best, or resume it first"
                 if weights == "final" else "no epoch has been evaluated yet")
         raise UserError(f"{path} does not exist: {hint}")
-    assembly = assemble(cfg)
+    assembly = assemble(cfg, supplied=for_run(cfg, model, f"run {run.path}"))
     load_weights(assembly.model, path)
     metrics = evaluate(assembly.model, assembly.eval_batches(split), assembly.runtime,
                        assembly.data.num_classes, tta=cfg.train.tta)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 import types
 import typing
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, \
-    model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, \
+    create_model, model_validator
 from pydantic_core import PydanticCustomError
 
 from cnnlab.registry import Registry
@@ -90,12 +91,27 @@ def _name_to_mapping(tag: str, default: str | None):
     return convert
 
 
+def member_tag(member: type[BaseModel], tag: str) -> str | None:
+    """The tag a union member answers to: its `union_tag` (a member taking a family of names,
+    such as `torchvision.*`), or the value of its literal tag field."""
+    family = getattr(member, "union_tag", None)
+    if isinstance(family, str):
+        return family
+    field = member.model_fields.get(tag)
+    if field is not None and typing.get_origin(field.annotation) is Literal:
+        return typing.get_args(field.annotation)[0]
+    return None
+
+
 def tagged_union(registry: Registry, tag: str = "name", base: type[Options] | None = None,
-                 default: str | None = None) -> Any:
+                 default: str | None = None, more: Sequence[type[Options]] = (),
+                 family: Callable[[str], str] | None = None) -> Any:
     """A pydantic type accepting `NAME` or `{tag: NAME, ...options}` for every registry entry.
 
     Each member is the entry's options model (or `base`) plus a literal tag field, so pydantic
     reports unknown names, unknown keys and bad values with their full paths, all at once.
+    `more` adds members defined elsewhere; `family(name)` maps a name to the tag of the member
+    that takes it (`torchvision.resnet18` -> `torchvision`), for members that take many names.
     """
     members = []
     for entry in registry:
@@ -106,12 +122,28 @@ def tagged_union(registry: Registry, tag: str = "name", base: type[Options] | No
             **{tag: (Literal[entry.name], entry.name)},  # type: ignore[call-overload]
         )
         members.append(member)
+    members += list(more)
+    if family is not None:
+        return _routed_union(members, tag, default, family)
     if len(members) == 1:
         union = members[0]
     else:
         union = Union[tuple(members)]  # noqa: UP007 - a runtime union of generated classes
     return Annotated[union, Field(discriminator=tag),
                      BeforeValidator(_name_to_mapping(tag, default))]
+
+
+def _routed_union(members: list[type[BaseModel]], tag: str, default: str | None,
+                  family: Callable[[str], str]) -> Any:
+    def route(value: Any) -> str | None:
+        name = value.get(tag) if isinstance(value, dict) else getattr(value, tag, None)
+        return family(name) if isinstance(name, str) else None
+
+    # pydantic names the discriminator in its errors by the function's name: `arch()`.
+    route.__name__ = route.__qualname__ = tag
+    tagged = [Annotated[m, Tag(member_tag(m, tag))] for m in members]
+    union = Union[tuple(tagged)]  # noqa: UP007 - a runtime union of generated classes
+    return Annotated[union, Discriminator(route), BeforeValidator(_name_to_mapping(tag, default))]
 
 
 def options_of(spec: BaseModel, tag: str = "name") -> dict[str, Any]:

@@ -47,11 +47,14 @@ def _inputs_of(run: RunDir, cfg) -> dict:
             "image_size": list(data.image_size)}
 
 
-def open_run(run_dir: str | Path, weights: str = "final", device: str = "cpu") -> TrainedRun:
+def open_run(run_dir: str | Path, weights: str = "final", device: str = "cpu",
+             model: object = None) -> TrainedRun:
     """Build the run's model on `device`, load its final (or best) weights, put it in eval
-    mode; no training data is read."""
+    mode; no training data is read. `model`: the network again, for a run trained on one given
+    in Python."""
     from cnnlab.checkpoint import load_weights
     from cnnlab.config import load_config
+    from cnnlab.model_arg import for_run
     from cnnlab.models import build_model
     from cnnlab.runtime import resolve_device
 
@@ -77,20 +80,23 @@ def open_run(run_dir: str | Path, weights: str = "final", device: str = "cpu") -
             from None
     # Weights are loaded over the initialization, so data-dependent inits (LSUV, whitening)
     # may look at noise here.
-    model, _ = build_model(cfg.model, channels, len(inputs["classes"]), size, cfg.seed,
-                           sample_batch=lambda: torch.randn(64, channels, *size),
-                           dataset=cfg.data.dataset)
-    load_weights(model, path)
-    model = model.to(target).eval()
+    network, _ = build_model(cfg.model, channels, len(inputs["classes"]), size, cfg.seed,
+                             sample_batch=lambda: torch.randn(64, channels, *size),
+                             dataset=cfg.data.dataset,
+                             supplied=for_run(cfg, model, f"run {run.path}"))
+    load_weights(network, path)
+    network = network.to(target).eval()
     mean, std = cfg.data.normalize.mean, cfg.data.normalize.std
-    return TrainedRun(model, list(inputs["classes"]), channels, size,
+    return TrainedRun(network, list(inputs["classes"]), channels, size,
                       Normalizer(mean, std, target, channels_last=False), cfg.train.tta, target)
 
 
-def load_model(run_dir: str | Path, weights: str = "final", device: str = "cpu") -> nn.Module:
+def load_model(run_dir: str | Path, weights: str = "final", device: str = "cpu",
+               model: object = None) -> nn.Module:
     """The run's trained network in eval mode, with its class names as `model.classes`
-    (output index i is `model.classes[i]`)."""
-    trained = open_run(run_dir, weights, device)
+    (output index i is `model.classes[i]`). A run trained on a network given in Python needs
+    it again as `model` (its weights are loaded into a fresh copy)."""
+    trained = open_run(run_dir, weights, device, model)
     trained.model.classes = trained.classes
     return trained.model
 
@@ -142,14 +148,14 @@ def _probabilities(trained: TrainedRun, pixels: torch.Tensor) -> torch.Tensor:
 
 
 def predict(run_dir: str | Path, items: list[str | Path], top: int = 5, weights: str = "final",
-            device: str = "cpu") -> dict:
+            device: str = "cpu", model: object = None) -> dict:
     """Class probabilities of every image in `items` (files, folders, archives): each image's
     `top` most likely classes, most likely first."""
     if top < 1:
         raise UserError(f"--top must be at least 1, received {top}")
     if not items:
         raise UserError("predict needs at least one image, folder or archive")
-    trained = open_run(run_dir, weights, device)
+    trained = open_run(run_dir, weights, device, model)
     files = image_files(items)
     k = min(top, len(trained.classes))
     predictions = []

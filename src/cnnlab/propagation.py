@@ -356,22 +356,28 @@ def inspect_assembly(assembly, batch_size: int = 256) -> dict:
         if stats.name in by_layer:
             stats.init, stats.rule = by_layer[stats.name].init, by_layer[stats.name].rule
     model_cfg = assembly.cfg.model
-    setup = Setup(model_cfg.init.default.name, model_cfg.activation.name, model_cfg.norm.name)
-    report = verdict(layers, symmetric, setup, input_std(x))
+    # A network cnnlab did not write keeps its own choices unless the config names one (None).
+    init = model_cfg.init.default.name if model_cfg.init is not None else None
+    activation = model_cfg.activation.name if model_cfg.activation is not None else None
+    norm = model_cfg.norm.name if model_cfg.norm is not None else None
+    report = verdict(layers, symmetric, Setup(init, activation, norm), input_std(x))
     report.update({
         "name": assembly.cfg.name,
         "arch": assembly.cfg.model.arch,
-        "activation": assembly.cfg.model.activation.name,
-        "norm": assembly.cfg.model.norm.name,
-        "init": assembly.cfg.model.init.default.name,
+        "activation": activation or "the model's own",
+        "norm": norm or "the model's own",
+        "init": init or "the model's own",
         "batch": count,
         "layers": [asdict(s) for s in layers],
     })
     return report
 
 
-def inspect(cfg, batch_size: int = 256) -> dict:
-    """`cnnlab inspect`: build the configured model and data, and report the signal at init."""
+def inspect(cfg, batch_size: int = 256, model: object = None) -> dict:
+    """`cnnlab inspect`: build the configured model and data, and report the signal at init.
+    `model`: your own network (an nn.Module, deep-copied, or a factory)."""
     from cnnlab.assemble import assemble
+    from cnnlab.model_arg import with_model
 
-    return inspect_assembly(assemble(cfg), batch_size)
+    cfg, supplied = with_model(cfg, model)
+    return inspect_assembly(assemble(cfg, supplied=supplied), batch_size)

@@ -10,6 +10,7 @@
     model.safetensors   the final weights, written when training ends
     model_raw.safetensors  the trained weights, when model.safetensors is an EMA or SWA average
     classes.json        class names (in label order) and the input shape, for `cnnlab predict`
+    model_source.json   path and SHA-256 of the user's model file (`model: {arch: file}`)
     diagnostics.npz     the sampled per-layer statistics (when diagnostics are on)
     diagnostics.json    their layers, alarms and measured overhead
     tensorboard/        TensorBoard event files (with train.tensorboard: true)
@@ -47,6 +48,7 @@ EARLY_STOPPING_WEIGHTS = "early_stopping_best.safetensors"
 CONFIG_HASH = "config.sha256"
 LOCK = ".lock"
 CLASSES = "classes.json"
+MODEL_SOURCE = "model_source.json"  # path and sha256 of a `model: {arch: file}` run's file
 DIAGNOSTICS = "diagnostics.npz"
 DIAGNOSTICS_META = "diagnostics.json"  # layers, alarms and overhead of diagnostics.npz
 TENSORBOARD = "tensorboard"  # a folder of event files, written beside metrics.jsonl
@@ -259,6 +261,10 @@ class RunDir:
         return self.path / CLASSES
 
     @property
+    def model_source_path(self) -> Path:
+        return self.path / MODEL_SOURCE
+
+    @property
     def lock_path(self) -> Path:
         return self.path / LOCK
 
@@ -341,6 +347,13 @@ class RunDir:
     def read_classes(self) -> dict | None:
         path = self.path / CLASSES
         return json.loads(path.read_text()) if path.exists() else None
+
+    def write_model_source(self, record: dict) -> None:
+        """The user's model file of an `arch: file` run: its path and SHA-256."""
+        write_json(self.model_source_path, record)
+
+    def read_model_source(self) -> dict | None:
+        return read_json_file(self.model_source_path)
 
     def read_environment(self) -> dict | None:
         path = self.path / ENVIRONMENT

@@ -43,7 +43,10 @@ from cnnlab.errors import DiskFull, Interrupted, NonFiniteLossError, UserError
 from cnnlab.evaluate import TOP5_MIN_CLASSES, evaluate
 from cnnlab.lr_units import images_per_step
 from cnnlab.metric_names import LOSS_KEYS, final_keys
+from cnnlab.model_arg import for_run, with_model
 from cnnlab.models import count_parameters
+from cnnlab.models.foreign import FileModel
+from cnnlab.models.user_code import SuppliedModel, check_unchanged, source_record
 from cnnlab.progress import Progress
 from cnnlab.regularization.averaging import WeightAveraging, final_weights, watched_weights
 from cnnlab.regularization.early_stopping import EarlyStopping
@@ -83,10 +86,13 @@ def stop_requests():
 
 
 def train(cfg: Config, out: str | Path | None = None, progress: bool = True,
-          on_epoch: EpochObserver | None = None) -> dict:
+          on_epoch: EpochObserver | None = None, model: object = None) -> dict:
     """Train a new run from `cfg`; returns its summary. `out` is the run folder (default
     runs/<name>-<timestamp>). `on_epoch(record)` sees each metrics line; returning True stops
-    the run there (how a search prunes it)."""
+    the run there (how a search prunes it). `model` is your own network: an nn.Module (a deep
+    copy is trained; your object is left as it is) or a factory (in_channels, num_classes) ->
+    nn.Module; config.yaml then records `model: {arch: python, name: ...}`."""
+    cfg, supplied = with_model(cfg, model)
     world = distributed.world()
     path = None
     claimed = None
@@ -96,10 +102,14 @@ def train(cfg: Config, out: str | Path | None = None, progress: bool = True,
         # The config goes in first, so a run killed while loading data can still be resumed;
         # the resolved version replaces it once the data statistics and runtime are known.
         claimed.write_config(dump_yaml(cfg))
+        if isinstance(cfg.model, FileModel):
+            # The user's code is part of what was trained: a resume checks it is unchanged.
+            claimed.write_model_source(source_record(cfg.model.path))
         path = claimed.path
     run = RunDir(world.broadcast(path))
     try:
-        return _fit_or_report_disk_full(cfg, run, progress=progress, on_epoch=on_epoch)
+        return _fit_or_report_disk_full(cfg, run, progress=progress, on_epoch=on_epoch,
+                                        supplied=supplied)
     finally:
         if claimed is not None:
             claimed.unlock()
@@ -109,10 +119,13 @@ FINISHED = ("completed", "pruned")
 
 
 def resume(run_dir: str | Path, progress: bool = True,
-           on_epoch: EpochObserver | None = None, force: bool = False) -> dict:
+           on_epoch: EpochObserver | None = None, force: bool = False,
+           model: object = None) -> dict:
     """Continue an interrupted run from its last checkpoint; a finished run is left untouched.
     A config.yaml edited since the checkpoint is refused, unless `force` and the edits leave the
-    saved state's shapes alone (see config_changes.FORCEABLE); accepted edits are recorded."""
+    saved state's shapes alone (see config_changes.FORCEABLE); accepted edits are recorded.
+    A run trained on a network given in Python needs the same `model` again; one trained on a
+    model file is refused when the file changed since."""
     run = RunDir.open(Path(run_dir))
     if distributed.world().is_main:
         run.lock()  # refused while the run, or another resume of it, is still going
@@ -120,8 +133,13 @@ def resume(run_dir: str | Path, progress: bool = True,
         summary = run.read_summary()
         if summary and summary.get("status") in FINISHED:
             return {**summary, "already_finished": True}
-        return _fit_or_report_disk_full(load_config(run.config), run, progress=progress,
-                                        resuming=True, on_epoch=on_epoch, force=force)
+        recorded = run.read_model_source()
+        if recorded is not None:
+            check_unchanged(recorded, f"run {run.path}")
+        cfg = load_config(run.config)
+        return _fit_or_report_disk_full(cfg, run, progress=progress, resuming=True,
+                                        on_epoch=on_epoch, force=force,
+                                        supplied=for_run(cfg, model, f"run {run.path}"))
     finally:
         run.unlock()
 
@@ -219,9 +237,10 @@ class EpochClock:
 
 
 def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
-        on_epoch: EpochObserver | None = None, force: bool = False) -> dict:
+        on_epoch: EpochObserver | None = None, force: bool = False,
+        supplied: SuppliedModel | None = None) -> dict:
     """Train the run in `run` to its end: set up, restore or start, loop over the epochs, finish.
-    Returns the summary."""
+    Returns the summary. `supplied`: the network of an `arch: python` config."""
     world = distributed.world()
     # Resume from the newest readable checkpoint (refusing when none is readable), checking
     # the config against the one it was trained with before anything is built from it.
@@ -231,7 +250,7 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
     if checkpoint is not None and "config" in checkpoint:
         accepted_changes = check_resume_config(checkpoint["config"], to_dict(cfg), str(source),
                                                str(run.config), force)
-    training = setup(cfg, run, world, progress)
+    training = setup(cfg, run, world, progress, supplied)
     if checkpoint is not None:
         restore(training, checkpoint, source, accepted_changes)
     else:
@@ -252,12 +271,13 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
     return finish(training)
 
 
-def setup(cfg: Config, run: RunDir, world: distributed.World, progress: bool) -> Training:
+def setup(cfg: Config, run: RunDir, world: distributed.World, progress: bool,
+          supplied: SuppliedModel | None = None) -> Training:
     """Build the model, data, optimizer, schedule and every stateful component, and register
     each with the state a checkpoint holds."""
     if cfg.train.tensorboard and world.is_main:
         summary_writer_class()  # a missing package is refused before the data is loaded
-    assembly = assemble(cfg, world=world)
+    assembly = assemble(cfg, world=world, supplied=supplied)
     cfg, model, runtime = assembly.cfg, assembly.model, assembly.runtime
     batches = assembly.train_batches()
     _check_against_data(cfg, assembly, batches)

@@ -99,8 +99,10 @@ def test_list_shows_every_registry_entry_with_a_description():
         assert [e["name"] for e in listed[kind]] == registry.names()
         assert all(e["description"] for e in listed[kind])
     models = cli("list", "models", check=True).stdout.splitlines()
-    assert len(models) == len(catalogue()["models"])
+    # One line per built-in model, then the one that names the foreign forms of model.arch.
+    assert len(models) == len(catalogue()["models"]) + 1
     assert any(line.startswith("fastnet ") for line in models)
+    assert models[-1].startswith("model.arch also takes torchvision.NAME")
 
 
 def test_out_folder_that_already_holds_a_run_is_refused(tmp_path, tiny):

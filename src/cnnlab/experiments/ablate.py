@@ -22,6 +22,8 @@ from cnnlab.experiments.launch import launch_workers
 from cnnlab.experiments.store import open_storage, resolve_storage, store_lock
 from cnnlab.experiments.study import create_or_resume
 from cnnlab.experiments.trial_queue import DEFAULT_HEARTBEAT
+from cnnlab.model_arg import require_factory
+from cnnlab.models.user_code import study_model_source, supplied_model
 
 
 def enqueue_missing(study: optuna.Study, factors: list[Factor], seeds: list[int],
@@ -49,18 +51,27 @@ def enqueue_missing(study: optuna.Study, factors: list[Factor], seeds: list[int]
     return added
 
 
-def ablate(config_path: str, *, vary: Sequence[str], seeds: int, extra: Sequence[str] = (),
-           workers: int = 1, storage_url: str | None = None, study_name: str | None = None,
-           baselines: Sequence[str] = (), metric: str = "val_acc",
+def ablate(config_path: str | Path | dict, *, vary: Sequence[str], seeds: int,
+           extra: Sequence[str] = (), workers: int = 1, storage_url: str | None = None,
+           study_name: str | None = None, baselines: Sequence[str] = (), metric: str = "val_acc",
            interval: float = DEFAULT_HEARTBEAT, progress: bool = False,
-           runs_root: str = "runs") -> optuna.Study:
+           runs_root: str = "runs", model: object = None) -> optuna.Study:
     """Queue every combination of the `vary` factors (KEY=V1,V2,...) times `seeds` paired seeds
     on a study (created, or resumed when it exists), then serve it with `workers` local workers
-    (0: only queue, for `cnnlab worker` processes)."""
+    (0: only queue, for `cnnlab worker` processes). `config_path` is a config file or a dict.
+    `model` is your own network as a factory (in_channels, num_classes) -> nn.Module, called
+    for every run; it runs in this process only (workers=1)."""
     if seeds < 1 or workers < 0:
         raise UserError("--seeds must be at least 1 and --workers at least 0 (0 only queues the "
                         "runs, for `cnnlab worker` processes to take)")
-    base = base_config(config_path, list(extra))
+    supplied = supplied_model(model)
+    require_factory(supplied, "ablate")
+    if supplied is not None and workers != 1:
+        raise UserError(f"ablate with model= runs every trial in this process, and workers={workers} "
+                        "would need other processes, which cannot receive a Python object; use "
+                        "workers=1, or put the network in a file and use model: {arch: file, "
+                        "path: ..., factory: ...}")
+    base = base_config(config_path, list(extra), supplied)
     factors = parse_factors(list(vary), list(baselines))
     validate_combinations(base, factors)
     first_seed = int(base.get("seed", 0))
@@ -71,6 +82,7 @@ def ablate(config_path: str, *, vary: Sequence[str], seeds: int, extra: Sequence
     spec = {"kind": "ablation", "config": base, "seeds": seed_list, "metric": metric,
             "factors": [{"key": f.key, "values": list(f.values), "baseline": f.baseline}
                         for f in factors], "runs_root": runs_root}
+    spec.update(study_model_source(base))
     # Launches of the same study at the same moment take turns: the second one finds the
     # first one's study and trials, so each run is queued once.
     with store_lock(storage_url, f"study:{name}"):
@@ -79,5 +91,5 @@ def ablate(config_path: str, *, vary: Sequence[str], seeds: int, extra: Sequence
     total = len(combinations(factors)) * len(seed_list)
     print(f"study {name} in {storage_url}: {total} runs ({len(combinations(factors))} "
           f"combinations x {len(seed_list)} seeds), {added} queued now", file=sys.stderr)
-    launch_workers(storage_url, name, workers, interval, progress)
+    launch_workers(storage_url, name, workers, interval, progress, supplied)
     return study

@@ -3,6 +3,7 @@ and the search space of a hyperparameter search."""
 
 from __future__ import annotations
 
+import copy
 import itertools
 import re
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pydantic import Field, TypeAdapter, ValidationError, model_validator
 
 from cnnlab.config import absolute_paths, apply_override, load_config, read_config_file
 from cnnlab.errors import ConfigError, UserError
+from cnnlab.models.user_code import SuppliedModel
 from cnnlab.options import Options
 
 
@@ -24,12 +26,20 @@ class Factor:
     baseline: str
 
 
-def base_config(config_path: str, extra: list[str]) -> dict:
-    """The user's config with -o applied, unresolved: a factor that switches a component (optim
-    name=adam) then gets that component's own defaults, not the ones of the config's choice."""
-    raw = read_config_file(config_path)
+def base_config(config_path: str | Path | dict, extra: list[str],
+                supplied: SuppliedModel | None = None) -> dict:
+    """The user's config (a file, or a dict in Python) with -o applied, unresolved: a factor
+    that switches a component (optim name=adam) then gets that component's own defaults, not
+    the ones of the config's choice. With a network given in Python, the model section says
+    `arch: python` and its name."""
+    raw = copy.deepcopy(config_path) if isinstance(config_path, dict) else \
+        read_config_file(config_path)
     for item in extra:
         apply_override(raw, item)
+    if supplied is not None:
+        model = raw.get("model")
+        keep = model if isinstance(model, dict) and model.get("arch") == "python" else {}
+        raw["model"] = {**keep, "arch": "python", "name": supplied.name}
     load_config(raw)  # every problem reported now, before a study exists
     return absolute_paths(raw, Path.cwd())  # -o paths mean the folder the command ran in
 

@@ -7,13 +7,14 @@ import subprocess
 import sys
 
 from cnnlab.experiments.worker import work
+from cnnlab.models.user_code import SuppliedModel
 from cnnlab.runtime import available_cores
 
 
 def launch_workers(storage_url: str, study_name: str, workers: int, interval: float,
-                   progress: bool) -> None:
+                   progress: bool, supplied: SuppliedModel | None = None) -> None:
     """Serve the study with `workers` local workers and wait for them; 0 only says how to start
-    workers elsewhere."""
+    workers elsewhere. `supplied` (a network given in Python) needs the one in-process worker."""
     if workers == 0:
         print(f"runs queued; start workers with: cnnlab worker --storage {storage_url} --study "
               f"{study_name}", file=sys.stderr)
@@ -21,7 +22,7 @@ def launch_workers(storage_url: str, study_name: str, workers: int, interval: fl
     threads = max(1, available_cores() // workers)
     if workers == 1:
         work(storage_url, study_name, threads=threads, interval=interval, progress=progress,
-             salt=0)
+             salt=0, supplied=supplied)
         return
     command = [sys.executable, "-m", "cnnlab", "worker", "--storage", storage_url, "--study",
                study_name, "--threads", str(threads), "--heartbeat", str(interval)]

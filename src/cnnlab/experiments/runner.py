@@ -19,6 +19,7 @@ from cnnlab.errors import Interrupted, NonFiniteLossError
 from cnnlab.experiments.design import choice_text, folder_name, load_space_dict
 from cnnlab.experiments.trial_queue import hand_back
 from cnnlab.metric_names import RECORDED_IN_TRIALS, summary_value
+from cnnlab.models.user_code import SuppliedModel
 from cnnlab.rundir import RunDir
 from cnnlab.train import resume, train
 
@@ -54,8 +55,9 @@ def prepare(study: optuna.Study, trial: optuna.Trial) -> tuple[list[str], Path]:
 
 
 def run_trial(study: optuna.Study, trial: optuna.Trial, threads: int | None,
-              progress: bool = False) -> str:
-    """Train the trial's run and tell the study how it ended; returns the status."""
+              progress: bool = False, supplied: SuppliedModel | None = None) -> str:
+    """Train the trial's run and tell the study how it ended; returns the status. `supplied`:
+    the network of a study made with model= (a factory)."""
     attrs = study.user_attrs
     metric = attrs["metric"]
     pruning = attrs.get("pruner", "none") != "none"
@@ -72,10 +74,11 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, threads: int | None,
             return pruning and trial.should_prune()
 
         if RunDir.at(folder).config.exists():
-            summary = resume(folder, progress=progress, on_epoch=observe)
+            summary = resume(folder, progress=progress, on_epoch=observe, model=supplied)
         else:
             cfg = load_config(attrs["config"], extra)
-            summary = train(cfg, out=folder, progress=progress, on_epoch=observe)
+            summary = train(cfg, out=folder, progress=progress, on_epoch=observe,
+                            model=supplied)
     except Interrupted:
         # Stopped on request with a checkpoint written: hand the run back at once.
         hand_back(study, trial)

@@ -17,6 +17,7 @@ from cnnlab.config import dump_yaml, load_config
 from cnnlab.errors import UserError
 from cnnlab.experiments.design import base_config, choice_text, load_space, load_space_dict
 from cnnlab.experiments.launch import launch_workers
+from cnnlab.models.user_code import study_model_source
 from cnnlab.experiments.store import open_storage, resolve_storage, store_lock
 from cnnlab.experiments.study import PRUNERS, SAMPLERS, create_or_resume, open_study
 from cnnlab.experiments.trial_queue import DEFAULT_HEARTBEAT
@@ -44,7 +45,8 @@ def search(config_path: str, *, space_path: str, trials: int, extra: Sequence[st
     storage = open_storage(storage_url)
     spec = {"kind": "search", "config": base, "space": space, "trials": trials,
             "sampler": sampler, "pruner": pruner, "metric": metric, "seed": cfg.seed,
-            "epochs": cfg.train.epochs, "runs_root": runs_root, "factors": None, "seeds": None}
+            "epochs": cfg.train.epochs, "runs_root": runs_root, "factors": None, "seeds": None,
+            **study_model_source(base)}
     with store_lock(storage_url, f"study:{name}"):  # launches at once: one creates, others join
         create_or_resume(storage, name, spec)
     print(f"study {name} in {storage_url}: search of {trials} runs ({sampler} sampler, {pruner} "

@@ -12,10 +12,12 @@ import socket
 import sys
 import time
 
+from cnnlab.errors import UserError
 from cnnlab.experiments.runner import run_trial
 from cnnlab.experiments.store import count_states, describe_storage, open_storage
 from cnnlab.experiments.study import next_trial, open_study
 from cnnlab.experiments.trial_queue import DEFAULT_HEARTBEAT, heartbeat, requeue_stale
+from cnnlab.models.user_code import SuppliedModel, check_unchanged
 from cnnlab.progress import run_label
 
 
@@ -26,12 +28,14 @@ def grace_period(interval: float) -> float:
 
 def work(storage_url: str | None, study_name: str, *, threads: int | None = None,
          interval: float = DEFAULT_HEARTBEAT, progress: bool = False, log=None,
-         salt: int | None = None) -> int:
+         salt: int | None = None, supplied: SuppliedModel | None = None) -> int:
     """Serve the study until it is done; returns the number of runs this worker finished.
-    `salt` varies a search's sampler seed between workers (default: the process id)."""
+    `salt` varies a search's sampler seed between workers (default: the process id).
+    `supplied` is the network of a study made with model= (in this process only)."""
     storage = open_storage(storage_url)
     # The study says what it is (ablation or search); `next_trial` serves either.
     study = open_study(storage, study_name, describe_storage(storage_url), salt)
+    check_model(study, supplied)
     # --quiet: not even the worker's own lines; stderr looked up now, not at import.
     log = (log or sys.stderr) if progress else None
     done = 0
@@ -52,9 +56,23 @@ def work(storage_url: str | None, study_name: str, *, threads: int | None = None
                   f"{trial.user_attrs.get('seed', study.user_attrs.get('seed'))})")
         # Several workers share a terminal: each epoch line says which run it belongs to.
         with heartbeat(study, trial, interval), run_label(f"run {trial.number}"):
-            status = run_trial(study, trial, threads, progress)
+            status = run_trial(study, trial, threads, progress, supplied)
         _say(log, f"worker: run {trial.number} {status}")
         done += 1
+
+
+def check_model(study, supplied: SuppliedModel | None) -> None:
+    """Refuse to join a study whose model this worker cannot build as the study did: a model
+    file changed since the study was made, or a network given in Python to another process."""
+    recorded = study.user_attrs.get("model_source")
+    if recorded is not None:
+        check_unchanged(recorded, f"study {study.study_name}")
+    model = study.user_attrs.get("config", {}).get("model")
+    if isinstance(model, dict) and model.get("arch") == "python" and supplied is None:
+        raise UserError(f"study {study.study_name} trains a network given in Python "
+                        f"({model.get('name')}), which a worker process cannot receive; run it "
+                        "with cnnlab.ablate(..., model=FACTORY, workers=1), or put the network "
+                        "in a file and use model: {arch: file, path: ..., factory: ...}")
 
 
 def _say(log, text: str) -> None:

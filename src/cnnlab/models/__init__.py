@@ -1,7 +1,13 @@
-"""Model catalogue and the one function that builds and initializes a model from its config."""
+"""Model catalogue and the one function that builds and initializes a model from its config.
+
+`model.arch` names a built-in architecture (the MODELS registry) or a network cnnlab did not
+write: `torchvision.NAME`, `timm.NAME`, `file` (the user's own file) or `python` (given as
+`model=`); models/foreign.py holds those.
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 import torch
@@ -9,12 +15,18 @@ from torch import nn
 
 from cnnlab.components.init import Assignment, initialize
 from cnnlab.errors import UserError
+from cnnlab.foreign_model import prepare_foreign_model
 from cnnlab.models import fastnet, plain, resnet, simple_cnn, vgg  # noqa: F401 - registers models
 from cnnlab.models.base import MODELS, BuildContext, ModelBase
+from cnnlab.models.foreign import (FOREIGN_SPECS, FileModel, ForeignModel, PythonModel,
+                                   TimmModel, TorchvisionModel, arch_family, build_timm,
+                                   build_torchvision)
+from cnnlab.models.user_code import SuppliedModel, build_from_file
 from cnnlab.options import tagged_union
-from cnnlab.seeding import generator
+from cnnlab.seeding import derive_seed, generator
 
-ModelSpec = tagged_union(MODELS, tag="arch", base=ModelBase, default="simple_cnn")
+ModelSpec = tagged_union(MODELS, tag="arch", base=ModelBase, default="simple_cnn",
+                         more=FOREIGN_SPECS, family=arch_family)
 
 
 def check_input(spec: ModelBase, in_channels: int, num_classes: int, dataset: str) -> None:
@@ -40,8 +52,13 @@ def build_model(
     seed: int,
     sample_batch: Callable[[], torch.Tensor] | None = None,
     dataset: str = "input",
+    supplied: SuppliedModel | None = None,
 ) -> tuple[nn.Module, list[Assignment]]:
-    """Build the configured architecture and initialize it from its own seeded generator."""
+    """Build the configured architecture and initialize it from its own seeded generator.
+    `supplied` is the network given as `model=`, for `arch: python`."""
+    if isinstance(spec, ForeignModel):
+        return _build_foreign(spec, in_channels, num_classes, image_size, seed, sample_batch,
+                              supplied)
     check_input(spec, in_channels, num_classes, dataset)
     entry = MODELS.get(spec.arch)
     if spec.drop_path > 0 and not entry.info.residual:
@@ -64,6 +81,73 @@ def build_model(
     assignments = initialize(model, spec.init, spec.activation, generator(seed, "init"),
                              sample_batch)
     return model, assignments
+
+
+def _foreign_network(spec: ForeignModel, in_channels: int, num_classes: int,
+                     supplied: SuppliedModel | None) -> tuple[nn.Module, str]:
+    """The network of a foreign spec, and how messages name it."""
+    if isinstance(spec, TorchvisionModel):
+        return build_torchvision(spec, in_channels, num_classes), f"model {spec.arch}"
+    if isinstance(spec, TimmModel):
+        return build_timm(spec, in_channels, num_classes), f"model {spec.arch}"
+    if isinstance(spec, FileModel):
+        return (build_from_file(spec, in_channels, num_classes),
+                f"model {spec.factory} from {spec.path}")
+    if isinstance(spec, PythonModel):
+        if supplied is None:
+            raise UserError(f"this config's model was given in Python (model.arch python, "
+                            f"{spec.name}); pass the same network again as model= (cnnlab.train, "
+                            "resume, evaluate_run, load_model and predict take it), or describe "
+                            "it in a file with model: {arch: file, path: ..., factory: ...}")
+        return supplied.build(in_channels, num_classes), f"model {supplied.name} (model=)"
+    raise TypeError(f"no builder for model spec {type(spec).__name__}")
+
+
+def check_output(model: nn.Module, example: torch.Tensor, num_classes: int, what: str) -> None:
+    """One forward pass of `example` (2 images) must give (2, num_classes) logits."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(example)
+    except Exception as error:  # noqa: BLE001 - a user's network may raise anything
+        size = "x".join(str(s) for s in example.shape[2:])
+        first = (str(error).strip().splitlines() or [""])[0][:200]
+        raise UserError(f"{what} cannot take {size} images with {example.shape[1]} channel(s) "
+                        f"({type(error).__name__}: {first}); choose a model for this image size "
+                        "or set data.image_size") from None
+    finally:
+        model.train(was_training)
+    shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
+    if shape != (example.shape[0], num_classes):
+        got = f"shape {shape}" if shape else f"a {type(out).__name__}"
+        raise UserError(f"{what} returns {got} for a batch of {example.shape[0]} images, but the "
+                        f"data has {num_classes} classes; it must return logits of shape "
+                        f"(batch, {num_classes}): size its last layer with the num_classes "
+                        "argument")
+
+
+def _build_foreign(spec: ForeignModel, in_channels: int, num_classes: int,
+                   image_size: tuple[int, int], seed: int,
+                   sample_batch: Callable[[], torch.Tensor] | None,
+                   supplied: SuppliedModel | None) -> tuple[nn.Module, list[Assignment]]:
+    """Build a network cnnlab did not write, check it against the data, and hand it to the
+    foreign-model engine, which applies model.init/activation/norm when they are given."""
+    example = torch.randn(2, in_channels, *image_size, generator=generator(seed, "example"))
+    # Their constructors (and lazy layers, on the first forward) draw their own init from
+    # torch's global generator: seed it from the run's seed, and leave it as it was, so the
+    # same seed builds the same weights.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(seed, "foreign-init") % 2**63)
+        model, what = _foreign_network(spec, in_channels, num_classes, supplied)
+        check_output(model, example, num_classes, what)
+    model.train()
+    prepared = prepare_foreign_model(model, init=spec.init, activation=spec.activation,
+                                     norm=spec.norm, example_input=example,
+                                     generator=generator(seed, "init"), sample_batch=sample_batch)
+    for note in prepared.notes:
+        print(note, file=sys.stderr)
+    return prepared.model, prepared.assignments
 
 
 def count_parameters(model: nn.Module) -> int:

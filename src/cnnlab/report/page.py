@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,13 +164,26 @@ def best_run(context: Context) -> BestRun | None:
     return BestRun(key, row["label"], seed, float(seeds[seed]), context.folder(key, seed))
 
 
+def _given_in_python(run_folder: Path) -> bool:
+    """Whether a run trained a network passed as model=, which only its caller can rebuild."""
+    import yaml
+
+    config = yaml.safe_load(RunDir.at(run_folder).read_config_text() or "") or {}
+    model = config.get("model")
+    return isinstance(model, dict) and model.get("arch") == "python"
+
+
 def collect_sections(context: Context, lr_result: dict | None,
                      diagnostics_dir: Path | None) -> list[Section]:
     best = context.best
     best_folder = best.folder if best and best.folder and \
         RunDir.at(best.folder).config.exists() else None
     assembly = init_report = None
-    if best_folder is not None:
+    if best_folder is not None and _given_in_python(best_folder):
+        print(f"report: the best run {best_folder} trained a network given in Python (model=), "
+              "which the report cannot rebuild; its init signal and errors are left out",
+              file=sys.stderr)
+    elif best_folder is not None:
         from cnnlab.propagation import inspect_assembly
         from cnnlab.report.inference import assemble_run
 
