@@ -203,16 +203,17 @@ def _versions(format: str) -> dict:
 
 
 def export(run_dir: str | Path, format: str = "onnx", out: str | Path | None = None,
-           weights: str = "final", batch: int = CHECK_IMAGES) -> dict:
+           weights: str = "final", batch: int = CHECK_IMAGES, model: object = None) -> dict:
     """Export a run's network (final or best weights) as ONNX or TorchScript, check the file's
     outputs against PyTorch's on `batch` images, and write a record beside it. Returns the
-    record. A mismatch keeps the file as FILE.unverified and raises ExportMismatch."""
+    record. A mismatch keeps the file as FILE.unverified and raises ExportMismatch. `model`:
+    the network again (a module or factory), for a run trained on one given in Python."""
     from cnnlab.config import load_config
     from cnnlab.predict import open_run
 
     _validate_request(format, out, batch)
     run = RunDir.open(Path(run_dir))
-    trained = open_run(run.path, weights, device="cpu")
+    trained = open_run(run.path, weights, device="cpu", model=model)
     cfg = load_config(run.config)
     normalize = cfg.data.normalize
     network = ExportedNetwork(trained.model, list(normalize.mean), list(normalize.std),

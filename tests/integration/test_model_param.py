@@ -66,6 +66,10 @@ def test_a_python_model_run_needs_the_model_again(tmp_path):
         cnnlab.load_model(out)
     result = cnnlab.evaluate_run(out, model=tiny_factory)
     assert 0.0 <= result["val_acc"] <= 1.0
+    with pytest.raises(UserError, match="pass the same network again as model="):
+        cnnlab.export(out, format="torchscript")
+    record = cnnlab.export(out, format="torchscript", model=tiny_factory)
+    assert record["check"]["passed"]
     run = RunDir(out)
     run.write_summary({**run.read_summary(), "status": "interrupted"})
     with pytest.raises(UserError, match="pass the same network again as model="):
