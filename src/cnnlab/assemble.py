@@ -13,6 +13,7 @@ from torch import nn
 
 from cnnlab.config import Config, NormalizeStats
 from cnnlab.data import DataBundle, load_data
+from cnnlab.data.sources import RawData
 from cnnlab.data.augment import Augmenter, Normalizer
 from cnnlab.data.loaders import TrainBatches, eval_batches
 from cnnlab.models import build_model
@@ -78,12 +79,13 @@ def sample_batch(data: DataBundle, normalizer: Normalizer, size: int = 256) -> t
     return normalizer(images.to(normalizer.scale.device))
 
 
-def assemble(cfg: Config, data: DataBundle | None = None, world: World | None = None
-             ) -> Assembly:
+def assemble(cfg: Config, data: DataBundle | None = None, world: World | None = None,
+             given: RawData | None = None) -> Assembly:
+    """`given`: data passed in Python (`data=`), converted by cnnlab.data.python_data."""
     world = world or World()
     runtime = resolve_runtime(cfg.train, world)
     runtime.apply()
-    data = data or load_data(cfg.data)
+    data = data or load_data(cfg.data, given)
     cfg = resolve(cfg, data, runtime)
     normalizer = Normalizer(data.mean, data.std, runtime.device, runtime.channels_last)
     model, assignments = build_model(

@@ -183,17 +183,22 @@ def _val_loss(model, val_batches, autocast) -> float:
 
 
 def lr_find(cfg, start: float = 1e-7, end: float = 10.0, steps: int = 100, mode: str = "exp",
-            stop_factor: float = 4.0, repeats: int = 1, validation: bool = False) -> dict:
+            stop_factor: float = 4.0, repeats: int = 1, validation: bool = False, *,
+            data=None) -> dict:
     """`cnnlab lr-find`: the range test on the configured model and data, `repeats` times with
-    different seeds; each suggestion is reported per repeat, with its median and IQR."""
+    different seeds; each suggestion is reported per repeat, with its median and IQR.
+    `data`: data given in Python instead of the config's (see cnnlab.data.python_data)."""
     from cnnlab.assemble import assemble
+    from cnnlab.data.python_data import use_data
+
+    cfg, given = use_data(cfg, data)
 
     units = LrUnits.from_config(cfg)
     lrs = sweep_lrs(start, end, steps, mode)
     runs = []
     for repeat in range(repeats):
         seed = cfg.seed if repeat == 0 else derive_seed(cfg.seed, "lr-find-repeat", repeat)
-        assembly = assemble(cfg.model_copy(update={"seed": seed}))
+        assembly = assemble(cfg.model_copy(update={"seed": seed}), given=given)
         optimizer = build_optimizer(assembly.cfg.optim, assembly.model, units.images_per_step)
         batches = _endless(assembly, seed)
         val = list(assembly.eval_batches("val"))[:4] if validation else None

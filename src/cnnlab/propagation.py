@@ -370,8 +370,11 @@ def inspect_assembly(assembly, batch_size: int = 256) -> dict:
     return report
 
 
-def inspect(cfg, batch_size: int = 256) -> dict:
-    """`cnnlab inspect`: build the configured model and data, and report the signal at init."""
+def inspect(cfg, batch_size: int = 256, *, data=None) -> dict:
+    """`cnnlab inspect`: build the configured model and data, and report the signal at init.
+    `data`: data given in Python instead of the config's (see cnnlab.data.python_data)."""
     from cnnlab.assemble import assemble
+    from cnnlab.data.python_data import use_data
 
-    return inspect_assembly(assemble(cfg), batch_size)
+    cfg, given = use_data(cfg, data)
+    return inspect_assembly(assemble(cfg, given=given), batch_size)

@@ -38,6 +38,8 @@ from cnnlab.components.schedules import Schedule, optimizer_steps_per_epoch
 from cnnlab.config import Config, dump_yaml, load_config, to_dict
 from cnnlab.configured_schedule import schedule_for_config
 from cnnlab.data.loaders import TrainBatches
+from cnnlab.data.python_data import data_again, use_data
+from cnnlab.data.sources import RawData
 from cnnlab.diagnostics import UPDATE_RATIO_MIN_LR_SHARE, Diagnostics
 from cnnlab.errors import DiskFull, Interrupted, NonFiniteLossError, UserError
 from cnnlab.evaluate import TOP5_MIN_CLASSES, evaluate
@@ -82,10 +84,13 @@ def stop_requests():
 
 
 def train(cfg: Config, out: str | Path | None = None, progress: bool = True,
-          on_epoch: EpochObserver | None = None) -> dict:
+          on_epoch: EpochObserver | None = None, *, data=None) -> dict:
     """Train a new run from `cfg`; returns its summary. `out` is the run folder (default
     runs/<name>-<timestamp>). `on_epoch(record)` sees each metrics line; returning True stops
-    the run there (how a search prunes it)."""
+    the run there (how a search prunes it). `data`: a Dataset of (image, label), arrays
+    (x, y) or a dict of splits, used instead of `cfg.data.dataset` (see
+    cnnlab.data.python_data); it is converted, and refused, before the run folder exists."""
+    cfg, given = use_data(cfg, data)
     world = distributed.world()
     path = None
     claimed = None
@@ -98,7 +103,8 @@ def train(cfg: Config, out: str | Path | None = None, progress: bool = True,
         path = claimed.path
     run = RunDir(world.broadcast(path))
     try:
-        return _fit_or_report_disk_full(cfg, run, progress=progress, on_epoch=on_epoch)
+        return _fit_or_report_disk_full(cfg, run, progress=progress, on_epoch=on_epoch,
+                                        given=given)
     finally:
         if claimed is not None:
             claimed.unlock()
@@ -108,10 +114,11 @@ FINISHED = ("completed", "pruned")
 
 
 def resume(run_dir: str | Path, progress: bool = True,
-           on_epoch: EpochObserver | None = None, force: bool = False) -> dict:
+           on_epoch: EpochObserver | None = None, force: bool = False, *, data=None) -> dict:
     """Continue an interrupted run from its last checkpoint; a finished run is left untouched.
     A config.yaml edited since the checkpoint is refused, unless `force` and the edits leave the
-    saved state's shapes alone (see config_changes.FORCEABLE); accepted edits are recorded."""
+    saved state's shapes alone (see config_changes.FORCEABLE); accepted edits are recorded.
+    A run trained on `data=` needs the same data again."""
     run = RunDir.open(Path(run_dir))
     if distributed.world().is_main:
         run.lock()  # refused while the run, or another resume of it, is still going
@@ -119,8 +126,10 @@ def resume(run_dir: str | Path, progress: bool = True,
         summary = run.read_summary()
         if summary and summary.get("status") in FINISHED:
             return {**summary, "already_finished": True}
-        return _fit_or_report_disk_full(load_config(run.config), run, progress=progress,
-                                        resuming=True, on_epoch=on_epoch, force=force)
+        cfg = load_config(run.config)
+        given = data_again(cfg, data, "cnnlab.resume")
+        return _fit_or_report_disk_full(cfg, run, progress=progress, resuming=True,
+                                        on_epoch=on_epoch, force=force, given=given)
     finally:
         run.unlock()
 
@@ -216,7 +225,8 @@ class EpochClock:
 
 
 def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
-        on_epoch: EpochObserver | None = None, force: bool = False) -> dict:
+        on_epoch: EpochObserver | None = None, force: bool = False,
+        given: RawData | None = None) -> dict:
     """Train the run in `run` to its end: set up, restore or start, loop over the epochs, finish.
     Returns the summary."""
     world = distributed.world()
@@ -228,7 +238,7 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
     if checkpoint is not None and "config" in checkpoint:
         accepted_changes = check_resume_config(checkpoint["config"], to_dict(cfg), str(source),
                                                str(run.config), force)
-    training = setup(cfg, run, world, progress)
+    training = setup(cfg, run, world, progress, given)
     if checkpoint is not None:
         restore(training, checkpoint, source, accepted_changes)
     else:
@@ -249,10 +259,11 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
     return finish(training)
 
 
-def setup(cfg: Config, run: RunDir, world: distributed.World, progress: bool) -> Training:
+def setup(cfg: Config, run: RunDir, world: distributed.World, progress: bool,
+          given: RawData | None = None) -> Training:
     """Build the model, data, optimizer, schedule and every stateful component, and register
-    each with the state a checkpoint holds."""
-    assembly = assemble(cfg, world=world)
+    each with the state a checkpoint holds. `given`: data passed in Python, converted."""
+    assembly = assemble(cfg, world=world, given=given)
     cfg, model, runtime = assembly.cfg, assembly.model, assembly.runtime
     batches = assembly.train_batches()
     _check_against_data(cfg, assembly, batches)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from cnnlab.data.archives import Limits, extract, is_archive
 from cnnlab.data.arrays import ImageSet, stratified_split
-from cnnlab.data.imagefolder import default_cache_dir, load_folder
+from cnnlab.data.imagefolder import default_cache_dir, load_files, load_folder
 from cnnlab.errors import DataError
 from cnnlab.registry import Registry
 from cnnlab.seeding import generator
@@ -38,6 +38,7 @@ class RawData:
     test: ImageSet | None
     classes: list[str]
     cache_hit: bool = False
+    val: ImageSet | None = None  # given by the data itself; None: split off with data.val_split
 
 
 def _split_off_test(images: ImageSet, cfg) -> tuple[ImageSet, ImageSet]:
@@ -237,6 +238,46 @@ def imagefolder(cfg) -> RawData:
     if test is None:
         train, test = _split_off_test(train, cfg)
     return RawData(train, test, classes, hit)
+
+
+@DATASETS.register("filelist", "a CSV or JSON list of path,label[,split] (data.root: the list "
+                   "file; paths relative to it); decoded and cached like image folders",
+                   info=DatasetInfo(needs_root=True))
+def filelist(cfg) -> RawData:
+    from cnnlab.data.filelist import read_list
+
+    path = Path(cfg.root).expanduser()
+    listed = read_list(path)
+    channels = None if cfg.channels == "auto" else int(cfg.channels)
+    size = _size(cfg.image_size)
+    cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None
+    in_memory = None if cfg.in_memory == "auto" else bool(cfg.in_memory)
+    workers = cfg.workers if cfg.workers is not None else min(8, _cpus())
+    splits, hits = {}, []
+    for split in ("train", "val", "test"):
+        if not listed.files[split]:
+            splits[split] = None
+            continue
+        images, hit = load_files(path.parent, listed.files[split], listed.labels[split],
+                                 channels, size, cache_dir, in_memory, workers)
+        # Later splits follow the training split's channels, size and memory choice.
+        channels, size = images.shape[0], tuple(images.shape[1:])
+        in_memory = images.in_memory
+        splits[split] = images
+        hits.append(hit)
+    train, test = splits["train"], splits["test"]
+    if test is None:
+        train, test = _split_off_test(train, cfg)
+    return RawData(train, test, listed.classes, all(hits), splits["val"])
+
+
+@DATASETS.register("python", "data given in Python: cnnlab.train(cfg, data=...) with a "
+                   "Dataset, arrays (x, y) or a dict of splits; written by cnnlab, not typed")
+def python(cfg) -> RawData:
+    what = f" ({cfg.description})" if cfg.description else ""
+    raise DataError(f"this config's data was given in Python{what}, which a config cannot "
+                    "hold; pass the same data again with data= (cnnlab.train, cnnlab.resume, "
+                    "cnnlab.evaluate_run)")
 
 
 def _size(image_size) -> tuple[int, int] | None:
