@@ -271,13 +271,13 @@ def filelist(cfg) -> RawData:
     return RawData(train, test, listed.classes, all(hits), splits["val"])
 
 
-@DATASETS.register("python", "data given in Python: cnnlab.train(cfg, data=...) with a "
-                   "Dataset, arrays (x, y) or a dict of splits; written by cnnlab, not typed")
+@DATASETS.register("python", "data given in Python, cnnlab.train(cfg, data=...): a Dataset, "
+                   "arrays (x, y) or a dict of splits; cnnlab records it, a config cannot hold it")
 def python(cfg) -> RawData:
     what = f" ({cfg.description})" if cfg.description else ""
-    raise DataError(f"this config's data was given in Python{what}, which a config cannot "
-                    "hold; pass the same data again with data= (cnnlab.train, cnnlab.resume, "
-                    "cnnlab.evaluate_run)")
+    raise DataError(f"data.dataset is python{what}: data given in Python, which no config "
+                    "file holds; call cnnlab.train(cfg, data=...) (cnnlab.resume and "
+                    "cnnlab.evaluate_run take data= too), or choose another data.dataset")
 
 
 def _size(image_size) -> tuple[int, int] | None:
