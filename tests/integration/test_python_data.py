@@ -133,6 +133,7 @@ def test_mixed_sizes_are_resized_with_data_image_size():
     (Items([]), "holds no images"),
     (Items([np.zeros((8, 8), np.uint8)]), "must return \\(image, label\\)"),
     (Items([("not an image", 0)]), "images must be tensors"),
+    (Items([(torch.randn(3, 8, 8), 0)]), "leave Normalize out"),
     ((np.zeros((4, 8, 8), np.uint8), np.arange(3)), "4 images but y has 3 labels"),
     ({"val": (np.zeros((4, 8, 8), np.uint8), np.arange(4))}, "needs 'train'"),
     ("images/", "give a map-style Dataset"),

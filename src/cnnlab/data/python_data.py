@@ -72,6 +72,11 @@ def _image(image, where: str) -> torch.Tensor:
         if array.ndim != 3:
             raise DataError(f"{where} is an image of shape {tuple(array.shape)}; an image is "
                             "C x H x W (tensor), H x W x C (array) or H x W")
+        if (np.issubdtype(array.dtype, np.floating) and array.size
+                and np.isfinite(array).all() and (array.min() < 0.0 or array.max() > 1.0)):
+            raise DataError(f"{where} is a float image with values from {array.min():.3g} to "
+                            f"{array.max():.3g}; give pixels in [0, 1] or uint8 (cnnlab "
+                            "normalizes by itself, so leave Normalize out of the transform)")
         array = _to_uint8(array, "the image", where)
     else:
         raise DataError(f"{where} has an image of type {type(image).__name__}; images must be "
