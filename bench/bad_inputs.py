@@ -1,4 +1,5 @@
-"""Every bad input of issue 20 (items 9, 10, 12, 13, and others found on the way) through the CLI.
+"""Every bad input of issue 20 (items 9, 10, 12, 13, and others found on the way) and of
+issue 17 (list files, `data.dataset: python` in a config) through the CLI.
 
 Each case writes its files into a fresh folder and runs `python -m cnnlab train ...` in a
 subprocess, as a user would. A case passes when the run ends with exit status 2 and exactly one
