@@ -14,7 +14,7 @@ import torch
 
 from cnnlab.data.arrays import ImageSet
 from cnnlab.data.imagefolder import GRAY_MODES
-from cnnlab.data.sources import RawData, _split_off_test, _to_nchw, _to_uint8
+from cnnlab.data.sources import RawData, split_off_test, to_nchw, to_uint8
 from cnnlab.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -46,7 +46,7 @@ def _integer_labels(labels: np.ndarray, where: str) -> np.ndarray:
 
 
 def _from_arrays(x, y, cfg, where: str) -> ImageSet:
-    images = _to_uint8(_to_nchw(_numpy(x), cfg.layout, "x", where), "x", where)
+    images = to_uint8(to_nchw(_numpy(x), cfg.layout, "x", where), "x", where)
     labels = _integer_labels(_numpy(y).reshape(-1), f"{where}: y")
     if len(labels) != len(images):
         raise DataError(f"{where}: x has {len(images)} images but y has {len(labels)} labels; "
@@ -77,7 +77,7 @@ def _image(image, where: str) -> torch.Tensor:
             raise DataError(f"{where} is a float image with values from {array.min():.3g} to "
                             f"{array.max():.3g}; give pixels in [0, 1] or uint8 (cnnlab "
                             "normalizes by itself, so leave Normalize out of the transform)")
-        array = _to_uint8(array, "the image", where)
+        array = to_uint8(array, "the image", where)
     else:
         raise DataError(f"{where} has an image of type {type(image).__name__}; images must be "
                         "tensors, numpy arrays or PIL images")
@@ -185,7 +185,7 @@ def convert(data, cfg) -> tuple[RawData, str]:
         names = [str(i) for i in range(int(labels.max()) + 1)]
     train, test = splits["train"], splits.get("test")
     if test is None:
-        train, test = _split_off_test(train, cfg)
+        train, test = split_off_test(train, cfg)
     shape = "x".join(str(side) for side in train.shape)
     description = f"{'; '.join(parts)}; images {shape}, {len(names)} classes"
     return RawData(train, test, names, False, splits.get("val")), description

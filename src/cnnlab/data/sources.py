@@ -41,7 +41,7 @@ class RawData:
     val: ImageSet | None = None  # given by the data itself; None: split off with data.val_split
 
 
-def _split_off_test(images: ImageSet, cfg) -> tuple[ImageSet, ImageSet]:
+def split_off_test(images: ImageSet, cfg) -> tuple[ImageSet, ImageSet]:
     kept, held = stratified_split(images.labels, cfg.test_split, cfg.split_seed, "test-split")
     return images.subset(kept), images.subset(held)
 
@@ -81,11 +81,11 @@ def digits(cfg) -> RawData:
     # Pixel values are 0..16; spread them over 0..255 so normalization sees the usual scale.
     pixels = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None, :, :]
     images = ImageSet(torch.from_numpy(bunch.target.astype(np.int64)), torch.from_numpy(pixels))
-    train, test = _split_off_test(images, cfg)
+    train, test = split_off_test(images, cfg)
     return RawData(train, test, [str(d) for d in range(10)])
 
 
-def _to_nchw(array: np.ndarray, layout: str, key: str, path: Path) -> np.ndarray:
+def to_nchw(array: np.ndarray, layout: str, key: str, path: Path | str) -> np.ndarray:
     if array.ndim == 3:
         return array[:, None, :, :]
     if array.ndim != 4:
@@ -139,7 +139,7 @@ def _classes_from_labels(labels: torch.Tensor, path: Path) -> int:
     return count
 
 
-def _to_uint8(array: np.ndarray, key: str, path: Path) -> np.ndarray:
+def to_uint8(array: np.ndarray, key: str, path: Path | str) -> np.ndarray:
     if array.dtype == np.uint8:
         return array
     if np.issubdtype(array.dtype, np.floating):
@@ -180,7 +180,7 @@ def npz(cfg) -> RawData:
                             "y_train and optionally x_test, y_test")
 
         def read(x_key: str, y_key: str) -> ImageSet:
-            x = _to_uint8(_to_nchw(_array(archive, x_key, path), cfg.layout, x_key, path),
+            x = to_uint8(to_nchw(_array(archive, x_key, path), cfg.layout, x_key, path),
                           x_key, path)
             y = _array(archive, y_key, path).reshape(-1)
             if not np.issubdtype(y.dtype, np.integer):
@@ -203,7 +203,7 @@ def npz(cfg) -> RawData:
     labels = torch.cat([train.labels] + ([test.labels] if test is not None else []))
     count = cfg.num_classes or _classes_from_labels(labels, path)
     if test is None:
-        train, test = _split_off_test(train, cfg)
+        train, test = split_off_test(train, cfg)
     return RawData(train, test, [str(i) for i in range(count)])
 
 
@@ -236,7 +236,7 @@ def imagefolder(cfg) -> RawData:
                                         in_memory, workers)
         hit = hit and test_hit
     if test is None:
-        train, test = _split_off_test(train, cfg)
+        train, test = split_off_test(train, cfg)
     return RawData(train, test, classes, hit)
 
 
@@ -267,7 +267,7 @@ def filelist(cfg) -> RawData:
         hits.append(hit)
     train, test = splits["train"], splits["test"]
     if test is None:
-        train, test = _split_off_test(train, cfg)
+        train, test = split_off_test(train, cfg)
     return RawData(train, test, listed.classes, all(hits), splits["val"])
 
 
