@@ -1,4 +1,5 @@
-"""Every bad input of issue 20 (items 9, 10, 12, 13, and others found on the way) through the CLI.
+"""Every bad input of issue 20 (items 9, 10, 12, 13, and others found on the way) and of
+issue 17 (list files, `data.dataset: python` in a config) through the CLI.
 
 Each case writes its files into a fresh folder and runs `python -m cnnlab train ...` (or
 `cnnlab export ...`) in a subprocess, as a user would. A case passes when the run ends with exit status 2 and exactly one
@@ -49,7 +50,7 @@ BASE_CONFIG = {
 @dataclass(frozen=True)
 class Case:
     name: str
-    item: str  # where it comes from: "9", "10", "12", "13" (issue 20) or "more"
+    item: str  # where it comes from: "9", "10", "12", "13" (issue 20), "17" (issue 17) or "more"
     build: Callable[[Path], list[str]]  # writes its files into the folder, returns CLI args
     expect: str = ""  # what the sentence must say, where a vaguer refusal would miss the point
 
@@ -262,6 +263,22 @@ def _export(*args: str, best_epoch: bool = False) -> Callable[[Path], list[str]]
     return build
 
 
+def _list_file(*lines: str) -> Callable[[Path], list[str]]:
+    """A CSV list file beside a folder of six tiny PNGs (pictures/0.png ...) and a text file."""
+    def build(folder: Path) -> list[str]:
+        from PIL import Image
+
+        (folder / "pictures").mkdir()
+        for i in range(6):
+            Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(folder / "pictures" / f"{i}.png")
+        (folder / "notes.txt").write_text("not an image")
+        path = folder / "labels.csv"
+        path.write_text("".join(line + "\n" for line in lines))
+        return _train(folder, changes={"data": {"dataset": "filelist", "root": str(path),
+                                                "cache_dir": str(folder / "cache")}})
+    return build
+
+
 CASES = [
     # Item 9: tracebacks.
     Case("npz_zero_bytes", "9", _zero_byte_npz),
@@ -322,6 +339,18 @@ CASES = [
         folder, {"arch": "timm.resnet181"}), "timm"),
     Case("torchvision_unknown_name", "17", lambda folder: _own_model(
         folder, {"arch": "torchvision.resnet181"}), "did you mean"),
+    # Issue 17: list files and data given in Python.
+    Case("filelist_missing_image", "17", _list_file("pictures/0.png,a", "pictures/1.png,b",
+                                                    "pictures/9.png,b"), "line 3"),
+    Case("filelist_unknown_split", "17", _list_file("pictures/0.png,a,train",
+                                                    "pictures/1.png,b,validation"),
+         "split 'validation'"),
+    Case("filelist_names_and_numbers", "17", _list_file("pictures/0.png,a", "pictures/1.png,1"),
+         "mixes class names and numbers"),
+    Case("filelist_empty", "17", _list_file(), "lists no images"),
+    Case("filelist_not_an_image", "17", _list_file("pictures/0.png,a", "pictures/1.png,b",
+                                                   "notes.txt,b"), "notes.txt"),
+    Case("python_data_in_a_config", "17", _override("data.dataset=python"), "data="),
 ]
 
 

@@ -13,6 +13,7 @@ from torch import nn
 
 from cnnlab.config import Config, NormalizeStats
 from cnnlab.data import DataBundle, load_data
+from cnnlab.data.sources import RawData
 from cnnlab.data.augment import Augmenter, Normalizer
 from cnnlab.data.loaders import TrainBatches, eval_batches
 from cnnlab.models import build_model
@@ -80,12 +81,13 @@ def sample_batch(data: DataBundle, normalizer: Normalizer, size: int = 256) -> t
 
 
 def assemble(cfg: Config, data: DataBundle | None = None, world: World | None = None,
-             supplied: SuppliedModel | None = None) -> Assembly:
-    """The run's parts from its config; `supplied` is the network of an `arch: python` config."""
+             supplied: SuppliedModel | None = None, given: RawData | None = None) -> Assembly:
+    """The run's parts from its config; `supplied` is the network of an `arch: python` config,
+    `given` the data passed in Python (`data=`), converted by cnnlab.data.python_data."""
     world = world or World()
     runtime = resolve_runtime(cfg.train, world)
     runtime.apply()
-    data = data or load_data(cfg.data)
+    data = data or load_data(cfg.data, given)
     cfg = resolve(cfg, data, runtime)
     normalizer = Normalizer(data.mean, data.std, runtime.device, runtime.channels_last)
     model, assignments = build_model(

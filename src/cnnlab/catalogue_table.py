@@ -64,6 +64,15 @@ TABLE = {'models': [{'name': 'fastnet',
                'description': 'a folder (or .tar.gz/.zip of one) with train/ and test/ or just '
                               'class folders, one per class; decoded once into a cache',
                'keys': []},
+              {'name': 'filelist',
+               'description': 'a CSV or JSON list of path,label[,split] (data.root: the list file; '
+                              'paths relative to it); decoded and cached like image folders',
+               'keys': []},
+              {'name': 'python',
+               'description': 'data given in Python, cnnlab.train(cfg, data=...): a Dataset, '
+                              'arrays (x, y) or a dict of splits; cnnlab records it, a config '
+                              'cannot hold it',
+               'keys': []},
               {'name': 'mnist',
                'description': 'MNIST handwritten digits, 28x28 grey, 60k/10k (torchvision; '
                               'data.download=true fetches it)',

@@ -83,6 +83,8 @@ class DataConfig(Options):
                                    "many members")
     layout: Literal["auto", "nhwc", "nchw"] = "auto"
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+    description: str | None = Field(None, description="what data= was, for dataset python "
+                                    "(written by cnnlab)")
 
     @field_validator("image_size")
     @classmethod

@@ -59,10 +59,12 @@ RUNTIME_KEYS = ("train.device", "train.threads", "train.amp", "train.channels_la
 
 
 def evaluate_run(run_dir: str | Path, weights: str = "final", split: str = "val",
-                 overrides: list[str] | tuple = (), model: object = None) -> dict:
+                 overrides: list[str] | tuple = (), model: object = None, *, data=None) -> dict:
     """Evaluate a finished (or interrupted) run's final or best weights on a split. A run
-    trained on a network given in Python needs the same `model` (module or factory) again."""
+    trained on a network given in Python needs the same `model` (module or factory) again; a
+    run trained on `data=` needs the same data again."""
     from cnnlab.assemble import assemble
+    from cnnlab.data.python_data import data_again
     from cnnlab.checkpoint import load_weights
     from cnnlab.config import load_config
     from cnnlab.errors import UserError
@@ -85,7 +87,8 @@ def evaluate_run(run_dir: str | Path, weights: str = "final", split: str = "val"
         hint = ("the run has not finished; evaluate --weights best, or resume it first"
                 if weights == "final" else "no epoch has been evaluated yet")
         raise UserError(f"{path} does not exist: {hint}")
-    assembly = assemble(cfg, supplied=for_run(cfg, model, f"run {run.path}"))
+    given = data_again(cfg, data, "cnnlab.evaluate_run")
+    assembly = assemble(cfg, supplied=for_run(cfg, model, f"run {run.path}"), given=given)
     load_weights(assembly.model, path)
     metrics = evaluate(assembly.model, assembly.eval_batches(split), assembly.runtime,
                        assembly.data.num_classes, tta=cfg.train.tta)

@@ -184,14 +184,17 @@ def _val_loss(model, val_batches, autocast) -> float:
 
 def lr_find(cfg, start: float = 1e-7, end: float = 10.0, steps: int = 100, mode: str = "exp",
             stop_factor: float = 4.0, repeats: int = 1, validation: bool = False,
-            model: object = None) -> dict:
+            model: object = None, *, data=None) -> dict:
     """`cnnlab lr-find`: the range test on the configured model and data, `repeats` times with
     different seeds; each suggestion is reported per repeat, with its median and IQR. `model`:
     your own network (an nn.Module, deep-copied and left untouched, or a factory; several
-    repeats need a factory)."""
+    repeats need a factory). `data`: data given in Python instead of the config's (see
+    cnnlab.data.python_data)."""
     from cnnlab.assemble import assemble
+    from cnnlab.data.python_data import use_data
     from cnnlab.model_arg import require_factory, with_model
 
+    cfg, given = use_data(cfg, data)
     cfg, supplied = with_model(cfg, model)
     if repeats > 1:
         require_factory(supplied, f"lr_find with repeats={repeats}")
@@ -201,7 +204,8 @@ def lr_find(cfg, start: float = 1e-7, end: float = 10.0, steps: int = 100, mode:
     runs = []
     for repeat in range(repeats):
         seed = cfg.seed if repeat == 0 else derive_seed(cfg.seed, "lr-find-repeat", repeat)
-        assembly = assemble(cfg.model_copy(update={"seed": seed}), supplied=supplied)
+        assembly = assemble(cfg.model_copy(update={"seed": seed}), supplied=supplied,
+                            given=given)
         optimizer = build_optimizer(assembly.cfg.optim, assembly.model, units.images_per_step)
         batches = _endless(assembly, seed)
         val = list(assembly.eval_batches("val"))[:4] if validation else None

@@ -373,11 +373,14 @@ def inspect_assembly(assembly, batch_size: int = 256) -> dict:
     return report
 
 
-def inspect(cfg, batch_size: int = 256, model: object = None) -> dict:
+def inspect(cfg, batch_size: int = 256, model: object = None, *, data=None) -> dict:
     """`cnnlab inspect`: build the configured model and data, and report the signal at init.
-    `model`: your own network (an nn.Module, deep-copied, or a factory)."""
+    `model`: your own network (an nn.Module, deep-copied, or a factory). `data`: data given in
+    Python instead of the config's (see cnnlab.data.python_data)."""
     from cnnlab.assemble import assemble
+    from cnnlab.data.python_data import use_data
     from cnnlab.model_arg import with_model
 
+    cfg, given = use_data(cfg, data)
     cfg, supplied = with_model(cfg, model)
-    return inspect_assembly(assemble(cfg, supplied=supplied), batch_size)
+    return inspect_assembly(assemble(cfg, supplied=supplied, given=given), batch_size)

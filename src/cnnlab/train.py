@@ -38,6 +38,8 @@ from cnnlab.components.schedules import Schedule, optimizer_steps_per_epoch
 from cnnlab.config import Config, dump_yaml, load_config, to_dict
 from cnnlab.configured_schedule import schedule_for_config
 from cnnlab.data.loaders import TrainBatches
+from cnnlab.data.python_data import data_again, use_data
+from cnnlab.data.sources import RawData
 from cnnlab.diagnostics import UPDATE_RATIO_MIN_LR_SHARE, Diagnostics
 from cnnlab.errors import DiskFull, Interrupted, NonFiniteLossError, UserError
 from cnnlab.evaluate import TOP5_MIN_CLASSES, evaluate
@@ -86,12 +88,16 @@ def stop_requests():
 
 
 def train(cfg: Config, out: str | Path | None = None, progress: bool = True,
-          on_epoch: EpochObserver | None = None, model: object = None) -> dict:
+          on_epoch: EpochObserver | None = None, model: object = None, *, data=None) -> dict:
     """Train a new run from `cfg`; returns its summary. `out` is the run folder (default
     runs/<name>-<timestamp>). `on_epoch(record)` sees each metrics line; returning True stops
     the run there (how a search prunes it). `model` is your own network: an nn.Module (a deep
     copy is trained; your object is left as it is) or a factory (in_channels, num_classes) ->
-    nn.Module; config.yaml then records `model: {arch: python, name: ...}`."""
+    nn.Module; config.yaml then records `model: {arch: python, name: ...}`. `data`: a Dataset
+    of (image, label), arrays (x, y) or a dict of splits, used instead of `cfg.data.dataset`
+    (see cnnlab.data.python_data); it is converted, and refused, before the run folder
+    exists."""
+    cfg, given = use_data(cfg, data)
     cfg, supplied = with_model(cfg, model)
     world = distributed.world()
     path = None
@@ -109,7 +115,7 @@ def train(cfg: Config, out: str | Path | None = None, progress: bool = True,
     run = RunDir(world.broadcast(path))
     try:
         return _fit_or_report_disk_full(cfg, run, progress=progress, on_epoch=on_epoch,
-                                        supplied=supplied)
+                                        supplied=supplied, given=given)
     finally:
         if claimed is not None:
             claimed.unlock()
@@ -120,12 +126,13 @@ FINISHED = ("completed", "pruned")
 
 def resume(run_dir: str | Path, progress: bool = True,
            on_epoch: EpochObserver | None = None, force: bool = False,
-           model: object = None) -> dict:
+           model: object = None, *, data=None) -> dict:
     """Continue an interrupted run from its last checkpoint; a finished run is left untouched.
     A config.yaml edited since the checkpoint is refused, unless `force` and the edits leave the
     saved state's shapes alone (see config_changes.FORCEABLE); accepted edits are recorded.
     A run trained on a network given in Python needs the same `model` again; one trained on a
-    model file is refused when the file changed since."""
+    model file is refused when the file changed since. A run trained on `data=` needs the same
+    data again."""
     run = RunDir.open(Path(run_dir))
     if distributed.world().is_main:
         run.lock()  # refused while the run, or another resume of it, is still going
@@ -137,9 +144,11 @@ def resume(run_dir: str | Path, progress: bool = True,
         if recorded is not None:
             check_unchanged(recorded, f"run {run.path}")
         cfg = load_config(run.config)
+        given = data_again(cfg, data, "cnnlab.resume")
         return _fit_or_report_disk_full(cfg, run, progress=progress, resuming=True,
                                         on_epoch=on_epoch, force=force,
-                                        supplied=for_run(cfg, model, f"run {run.path}"))
+                                        supplied=for_run(cfg, model, f"run {run.path}"),
+                                        given=given)
     finally:
         run.unlock()
 
@@ -238,7 +247,7 @@ class EpochClock:
 
 def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
         on_epoch: EpochObserver | None = None, force: bool = False,
-        supplied: SuppliedModel | None = None) -> dict:
+        supplied: SuppliedModel | None = None, given: RawData | None = None) -> dict:
     """Train the run in `run` to its end: set up, restore or start, loop over the epochs, finish.
     Returns the summary. `supplied`: the network of an `arch: python` config."""
     world = distributed.world()
@@ -250,7 +259,7 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
     if checkpoint is not None and "config" in checkpoint:
         accepted_changes = check_resume_config(checkpoint["config"], to_dict(cfg), str(source),
                                                str(run.config), force)
-    training = setup(cfg, run, world, progress, supplied)
+    training = setup(cfg, run, world, progress, supplied, given)
     if checkpoint is not None:
         restore(training, checkpoint, source, accepted_changes)
     else:
@@ -272,12 +281,12 @@ def fit(cfg: Config, run: RunDir, progress: bool = True, resuming: bool = False,
 
 
 def setup(cfg: Config, run: RunDir, world: distributed.World, progress: bool,
-          supplied: SuppliedModel | None = None) -> Training:
+          supplied: SuppliedModel | None = None, given: RawData | None = None) -> Training:
     """Build the model, data, optimizer, schedule and every stateful component, and register
-    each with the state a checkpoint holds."""
+    each with the state a checkpoint holds. `given`: data passed in Python, converted."""
     if cfg.train.tensorboard and world.is_main:
         summary_writer_class()  # a missing package is refused before the data is loaded
-    assembly = assemble(cfg, world=world, supplied=supplied)
+    assembly = assemble(cfg, world=world, supplied=supplied, given=given)
     cfg, model, runtime = assembly.cfg, assembly.model, assembly.runtime
     batches = assembly.train_batches()
     _check_against_data(cfg, assembly, batches)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from cnnlab.data.arrays import ImageSet, channel_statistics, check_labels, stratified_split, \
     stratified_subset
-from cnnlab.data.sources import DATASETS
+from cnnlab.data.sources import DATASETS, RawData
 from cnnlab.errors import DataError
 from cnnlab.seeding import generator
 
@@ -100,11 +100,13 @@ def _check_two_classes(train: ImageSet, classes: list[str], cfg) -> None:
                     f"images; a classifier needs at least two classes, so {fix}")
 
 
-def load_data(cfg) -> DataBundle:
-    """Load, split and check the configured data; normalization statistics come from the
-    training split unless the config gives them."""
-    raw = DATASETS.get(cfg.dataset).factory(cfg)
+def load_data(cfg, raw: RawData | None = None) -> DataBundle:
+    """Load, split and check the configured data (or `raw`, data given in Python and already
+    converted); normalization statistics come from the training split unless the config gives
+    them."""
+    raw = raw or DATASETS.get(cfg.dataset).factory(cfg)
     train, test = _conform(raw.train, cfg), _conform(raw.test, cfg)
+    given_val = _conform(raw.val, cfg) if raw.val is not None else None
     classes = raw.classes
     if cfg.num_classes is not None:
         classes = classes[:cfg.num_classes] + [str(i) for i in range(len(classes),
@@ -115,14 +117,18 @@ def load_data(cfg) -> DataBundle:
                         "it")
     check_labels(train.labels, num_classes, f"the {cfg.dataset} training split")
     check_labels(test.labels, num_classes, f"the {cfg.dataset} test split")
+    if given_val is not None:
+        check_labels(given_val.labels, num_classes, f"the {cfg.dataset} validation split")
     if min(train.shape[1:]) < MIN_IMAGE_SIDE:
         raise DataError(f"the {cfg.dataset} images are {train.shape[2]}x{train.shape[1]} pixels; "
                         f"a convolutional network needs at least {MIN_IMAGE_SIDE}x"
                         f"{MIN_IMAGE_SIDE} (set data.image_size to enlarge them)")
     _check_two_classes(train, classes, cfg)
-    if test.shape != train.shape:
-        raise DataError(f"{cfg.dataset}: test images are {test.shape} but training images are "
-                        f"{train.shape} (C, H, W); set data.image_size to resize both")
+    for name, images in (("test", test), ("validation", given_val)):
+        if images is not None and images.shape != train.shape:
+            raise DataError(f"{cfg.dataset}: {name} images are {images.shape} but training "
+                            f"images are {train.shape} (C, H, W); set data.image_size to "
+                            "resize both")
 
     if cfg.train_subset is not None:
         if cfg.train_subset < num_classes:
@@ -130,7 +136,9 @@ def load_data(cfg) -> DataBundle:
                             f"{num_classes} classes, so some classes would have none; use at "
                             f"least {num_classes}")
         train = train.subset(stratified_subset(train.labels, cfg.train_subset, cfg.split_seed))
-    if cfg.val_split > 0:
+    if given_val is not None:
+        val = given_val  # the data brought its own validation split
+    elif cfg.val_split > 0:
         kept, held = stratified_split(train.labels, cfg.val_split, cfg.split_seed, "val-split")
         if len(held) == 0 or len(kept) == 0:
             raise DataError(f"data.val_split={cfg.val_split} leaves no validation or no training "
@@ -149,4 +157,5 @@ def load_data(cfg) -> DataBundle:
         if len(mean) != train.shape[0] or len(std) != train.shape[0]:
             raise DataError(f"data.normalize gives {len(mean)} means and {len(std)} stds but the "
                             f"images have {train.shape[0]} channels; give one per channel")
-    return DataBundle(train, val, test, classes, mean, std, cfg.val_split == 0, raw.cache_hit)
+    return DataBundle(train, val, test, classes, mean, std,
+                      given_val is None and cfg.val_split == 0, raw.cache_hit)

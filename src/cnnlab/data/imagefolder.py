@@ -170,14 +170,16 @@ def decode_all(files: list[Path], channels: int, size: tuple[int, int], workers:
 
 def cache_key(root: Path, files: list[Path], channels: int | None,
               size: tuple[int, int] | None) -> str:
-    """A hash of the files (paths, sizes, mtimes) and the requested decode options, computable
-    without opening a single image, so a cache hit starts at once."""
+    """A hash of the files (paths relative to `root`, sizes, mtimes) and the requested decode
+    options, computable without opening a single image, so a cache hit starts at once. A list
+    file may name images outside its folder, hence relpath (the same string inside it)."""
     digest = hashlib.sha256()
     digest.update(json.dumps([CACHE_VERSION, str(root.resolve()), channels,
                               list(size) if size else None]).encode())
     for path in files:
         stat = path.stat()
-        digest.update(f"{path.relative_to(root)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+        relative = os.path.relpath(path, root)
+        digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:24]
 
 
@@ -198,13 +200,24 @@ def load_folder(root: Path, classes: list[str] | None, channels: int | None,
     `in_memory=None` decodes into memory when the images fit (see `fits_in_memory`) and streams
     them from their files otherwise."""
     files, labels, classes = scan(root, classes)
+    images, hit = load_files(root, files, labels, channels, image_size, cache_dir, in_memory,
+                             workers)
+    return images, classes, hit
+
+
+def load_files(root: Path, files: list[Path], labels: list[int], channels: int | None,
+               image_size: tuple[int, int] | None, cache_dir: Path | None,
+               in_memory: bool | None, workers: int) -> tuple[ImageSet, bool]:
+    """Image files with their labels, decoded (or streamed) and cached the same way whether they
+    came from class folders or a list file; `root` anchors the cache key. Returns (images,
+    whether the cache was used)."""
     label_tensor = torch.tensor(labels, dtype=torch.long)
     requested_size = tuple(image_size) if image_size is not None else None
     cache = (cache_dir or default_cache_dir()) / "imagefolder" / cache_key(
         root, files, channels, requested_size)
     if in_memory is not False and (cache / "images.npy").exists():
         images = np.load(cache / "images.npy", allow_pickle=False)
-        return ImageSet(label_tensor, torch.from_numpy(np.array(images))), classes, True
+        return ImageSet(label_tensor, torch.from_numpy(np.array(images))), True
 
     detected_channels, detected_size = probe_all(files, workers, resized=image_size is not None)
     channels = channels or detected_channels
@@ -213,13 +226,12 @@ def load_folder(root: Path, classes: list[str] | None, channels: int | None,
         in_memory = fits_in_memory(len(files), (channels, *size))
     if not in_memory:
         return (ImageSet(label_tensor, None, files, (channels, *size),
-                         {"channels": channels, "size": size}), classes, False)
+                         {"channels": channels, "size": size}), False)
     images = decode_all(files, channels, size, workers)
     cache.mkdir(parents=True, exist_ok=True)
     # Named per process: two processes may build the same cache at once.
     replace_atomically(cache / "images.npy",
                        lambda handle: np.save(handle, images, allow_pickle=False),
                        temporary=cache / f"images.{os.getpid()}.tmp.npy")
-    (cache / "meta.json").write_text(json.dumps({"root": str(root), "files": len(files),
-                                                 "classes": classes}))
-    return ImageSet(label_tensor, torch.from_numpy(images)), classes, False
+    (cache / "meta.json").write_text(json.dumps({"root": str(root), "files": len(files)}))
+    return ImageSet(label_tensor, torch.from_numpy(images)), False

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from cnnlab.data.archives import Limits, extract, is_archive
 from cnnlab.data.arrays import ImageSet, stratified_split
-from cnnlab.data.imagefolder import default_cache_dir, load_folder
+from cnnlab.data.imagefolder import default_cache_dir, load_files, load_folder
 from cnnlab.errors import DataError
 from cnnlab.registry import Registry
 from cnnlab.seeding import generator
@@ -38,9 +38,10 @@ class RawData:
     test: ImageSet | None
     classes: list[str]
     cache_hit: bool = False
+    val: ImageSet | None = None  # given by the data itself; None: split off with data.val_split
 
 
-def _split_off_test(images: ImageSet, cfg) -> tuple[ImageSet, ImageSet]:
+def split_off_test(images: ImageSet, cfg) -> tuple[ImageSet, ImageSet]:
     kept, held = stratified_split(images.labels, cfg.test_split, cfg.split_seed, "test-split")
     return images.subset(kept), images.subset(held)
 
@@ -80,11 +81,11 @@ def digits(cfg) -> RawData:
     # Pixel values are 0..16; spread them over 0..255 so normalization sees the usual scale.
     pixels = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None, :, :]
     images = ImageSet(torch.from_numpy(bunch.target.astype(np.int64)), torch.from_numpy(pixels))
-    train, test = _split_off_test(images, cfg)
+    train, test = split_off_test(images, cfg)
     return RawData(train, test, [str(d) for d in range(10)])
 
 
-def _to_nchw(array: np.ndarray, layout: str, key: str, path: Path) -> np.ndarray:
+def to_nchw(array: np.ndarray, layout: str, key: str, path: Path | str) -> np.ndarray:
     if array.ndim == 3:
         return array[:, None, :, :]
     if array.ndim != 4:
@@ -138,7 +139,7 @@ def _classes_from_labels(labels: torch.Tensor, path: Path) -> int:
     return count
 
 
-def _to_uint8(array: np.ndarray, key: str, path: Path) -> np.ndarray:
+def to_uint8(array: np.ndarray, key: str, path: Path | str) -> np.ndarray:
     if array.dtype == np.uint8:
         return array
     if np.issubdtype(array.dtype, np.floating):
@@ -179,7 +180,7 @@ def npz(cfg) -> RawData:
                             "y_train and optionally x_test, y_test")
 
         def read(x_key: str, y_key: str) -> ImageSet:
-            x = _to_uint8(_to_nchw(_array(archive, x_key, path), cfg.layout, x_key, path),
+            x = to_uint8(to_nchw(_array(archive, x_key, path), cfg.layout, x_key, path),
                           x_key, path)
             y = _array(archive, y_key, path).reshape(-1)
             if not np.issubdtype(y.dtype, np.integer):
@@ -202,7 +203,7 @@ def npz(cfg) -> RawData:
     labels = torch.cat([train.labels] + ([test.labels] if test is not None else []))
     count = cfg.num_classes or _classes_from_labels(labels, path)
     if test is None:
-        train, test = _split_off_test(train, cfg)
+        train, test = split_off_test(train, cfg)
     return RawData(train, test, [str(i) for i in range(count)])
 
 
@@ -235,8 +236,48 @@ def imagefolder(cfg) -> RawData:
                                         in_memory, workers)
         hit = hit and test_hit
     if test is None:
-        train, test = _split_off_test(train, cfg)
+        train, test = split_off_test(train, cfg)
     return RawData(train, test, classes, hit)
+
+
+@DATASETS.register("filelist", "a CSV or JSON list of path,label[,split] (data.root: the list "
+                   "file; paths relative to it); decoded and cached like image folders",
+                   info=DatasetInfo(needs_root=True))
+def filelist(cfg) -> RawData:
+    from cnnlab.data.filelist import read_list
+
+    path = Path(cfg.root).expanduser()
+    listed = read_list(path)
+    channels = None if cfg.channels == "auto" else int(cfg.channels)
+    size = _size(cfg.image_size)
+    cache_dir = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else None
+    in_memory = None if cfg.in_memory == "auto" else bool(cfg.in_memory)
+    workers = cfg.workers if cfg.workers is not None else min(8, _cpus())
+    splits, hits = {}, []
+    for split in ("train", "val", "test"):
+        if not listed.files[split]:
+            splits[split] = None
+            continue
+        images, hit = load_files(path.parent, listed.files[split], listed.labels[split],
+                                 channels, size, cache_dir, in_memory, workers)
+        # Later splits follow the training split's channels, size and memory choice.
+        channels, size = images.shape[0], tuple(images.shape[1:])
+        in_memory = images.in_memory
+        splits[split] = images
+        hits.append(hit)
+    train, test = splits["train"], splits["test"]
+    if test is None:
+        train, test = split_off_test(train, cfg)
+    return RawData(train, test, listed.classes, all(hits), splits["val"])
+
+
+@DATASETS.register("python", "data given in Python, cnnlab.train(cfg, data=...): a Dataset, "
+                   "arrays (x, y) or a dict of splits; cnnlab records it, a config cannot hold it")
+def python(cfg) -> RawData:
+    what = f" ({cfg.description})" if cfg.description else ""
+    raise DataError(f"data.dataset is python{what}: data given in Python, which no config "
+                    "file holds; call cnnlab.train(cfg, data=...) (cnnlab.resume and "
+                    "cnnlab.evaluate_run take data= too), or choose another data.dataset")
 
 
 def _size(image_size) -> tuple[int, int] | None:
