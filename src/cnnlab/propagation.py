@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.components.init import WEIGHT_TYPES
-from cnnlab.components.kinds import layer_kind
+from cnnlab.components.kinds import kinded_modules, layer_kind
+from cnnlab.components.torch_activations import out_of_place
 from cnnlab.unit_health import dead_fraction, is_dead, is_saturated, saturated_fraction
 
 # A signal that shrinks or grows by more than this factor across the hidden weight layers is called
@@ -99,15 +100,16 @@ def measure(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
                 output.register_hook(lambda g: grads.__setitem__(name, g.detach().float()))
         return hook
 
-    for name, module in model.named_modules():
-        if layer_kind(module) is not None:
-            handles.append(module.register_forward_hook(forward_hook(name, module)))
+    layers = kinded_modules(model)
+    for name, _, module in layers:
+        handles.append(module.register_forward_hook(forward_hook(name, module)))
     buffers = {name: b.clone() for name, b in model.named_buffers()}
     was_training = model.training
     model.train()
     model.zero_grad(set_to_none=True)
     try:
-        logits = model(images)
+        with out_of_place(module for _, _, module in layers):
+            logits = model(images)
         F.cross_entropy(logits.float(), labels).backward()
     finally:
         for handle in handles:
