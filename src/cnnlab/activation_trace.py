@@ -66,6 +66,8 @@ IGNORED = {"emptylike", "zeroslike", "oneslike", "fulllike", "randlike", "randnl
            "newempty", "newzeros", "newones", "newfull", "newtensor", "size", "dim", "numel",
            "isfinite", "isnan", "isinf", "all", "any", "eq", "ne", "item", "tolist", "get"}
 NORM_FUNCTIONS = {"batchnorm", "layernorm", "groupnorm", "instancenorm", "rmsnorm"}
+# FUNCTION_NAMES under the same key as the ops above (`leaky_relu_` -> `leakyrelu`).
+ACTIVATION_FUNCTIONS = {name.replace("_", ""): read for name, read in FUNCTION_NAMES.items()}
 
 
 @dataclass
@@ -150,8 +152,8 @@ def _caller_location() -> str:
 
 def _function_activation(key: str, func, args: tuple, kwargs: dict) -> Named | None:
     """The activation a functional call applies, with its options; clamp(min=0) is a relu."""
-    if key in FUNCTION_NAMES:
-        return FUNCTION_NAMES[key](args, kwargs)
+    if key in ACTIVATION_FUNCTIONS:
+        return ACTIVATION_FUNCTIONS[key](args, kwargs)
     if key in ("clamp", "clip", "clampmin", "hardtanh"):
         low = kwargs.get("min", kwargs.get("min_val", args[1] if len(args) > 1 else None))
         high = kwargs.get("max", kwargs.get("max_val", args[2] if len(args) > 2 else None))

@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import Counter
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.activation_trace import trace_activations
 from cnnlab.components.init import WEIGHT_TYPES
 from cnnlab.components.kinds import kinded_modules, layer_kind
+from cnnlab.components.norms import is_norm
 from cnnlab.components.torch_activations import out_of_place
 from cnnlab.unit_health import dead_fraction, is_dead, is_saturated, saturated_fraction
 
@@ -357,19 +360,49 @@ def inspect_assembly(assembly, batch_size: int = 256) -> dict:
     for stats in layers:
         if stats.name in by_layer:
             stats.init, stats.rule = by_layer[stats.name].init, by_layer[stats.name].rule
-    model_cfg = assembly.cfg.model
-    setup = Setup(model_cfg.init.default.name, model_cfg.activation.name, model_cfg.norm.name)
+    setup, shown = configured_setup(assembly.cfg.model, assembly.model, x[:2])
     report = verdict(layers, symmetric, setup, input_std(x))
     report.update({
         "name": assembly.cfg.name,
         "arch": assembly.cfg.model.arch,
-        "activation": assembly.cfg.model.activation.name,
-        "norm": assembly.cfg.model.norm.name,
-        "init": assembly.cfg.model.init.default.name,
+        **shown,
         "batch": count,
         "layers": [asdict(s) for s in layers],
     })
     return report
+
+
+# A norm module's class -> the model.norm name the advice speaks of.
+NORM_NAMES = {"BatchNorm": "batch", "SyncBatchNorm": "batch", "GroupNorm": "group",
+              "LayerNorm": "layer", "InstanceNorm": "instance"}
+
+
+def configured_setup(model_cfg, model: nn.Module, example: torch.Tensor
+                     ) -> tuple[Setup, dict[str, str]]:
+    """The advice's Setup and the report's activation/norm/init fields. A choice the config
+    leaves to the model (None: a foreign model's own, see `cnnlab.foreign_model`) is read from
+    the model: the activations traced after its layers, its norm modules' types, and "the
+    model's own" init."""
+    activation = getattr(model_cfg, "activation", None)
+    norm = getattr(model_cfg, "norm", None)
+    init = getattr(model_cfg, "init", None)
+    setup = Setup(init.default.name if init is not None else None,
+                  activation.name if activation is not None else None,
+                  norm.name if norm is not None else None)
+    shown = {"activation": setup.activation, "norm": setup.norm, "init": setup.init}
+    if activation is None:
+        counts = Counter(v for v in trace_activations(model, example).values()
+                         if v not in ("linear", "unknown"))
+        setup.activation = counts.most_common(1)[0][0].split("(")[0] if counts else None
+        shown["activation"] = (", ".join(counts) if counts else "none") + " (traced)"
+    if norm is None:
+        kinds = sorted({type(m).__name__ for m in model.modules() if is_norm(m)})
+        setup.norm = next((name for prefix, name in NORM_NAMES.items()
+                           if any(k.startswith(prefix) for k in kinds)), "none")
+        shown["norm"] = (", ".join(kinds) or "none") + " (the model's own)"
+    if init is None:
+        shown["init"] = "the model's own"
+    return setup, shown
 
 
 def inspect(cfg, batch_size: int = 256) -> dict:
