@@ -378,11 +378,11 @@ NORM_NAMES = {"BatchNorm": "batch", "SyncBatchNorm": "batch", "GroupNorm": "grou
 
 
 def configured_setup(model_cfg, model: nn.Module, example: torch.Tensor
-                     ) -> tuple[Setup, dict[str, str]]:
+                     ) -> tuple[Setup, dict]:
     """The advice's Setup and the report's activation/norm/init fields. A choice the config
     leaves to the model (None: a foreign model's own, see `cnnlab.foreign_model`) is read from
-    the model: the activations traced after its layers, its norm modules' types, and "the
-    model's own" init."""
+    the model: the activations traced after its layers (also shown per layer, under
+    "activations"), its norm modules' types, and "the model's own" init."""
     activation = getattr(model_cfg, "activation", None)
     norm = getattr(model_cfg, "norm", None)
     init = getattr(model_cfg, "init", None)
@@ -391,8 +391,9 @@ def configured_setup(model_cfg, model: nn.Module, example: torch.Tensor
                   norm.name if norm is not None else None)
     shown = {"activation": setup.activation, "norm": setup.norm, "init": setup.init}
     if activation is None:
-        counts = Counter(v for v in trace_activations(model, example).values()
-                         if v not in ("linear", "unknown"))
+        traced = trace_activations(model, example)
+        shown["activations"] = traced
+        counts = Counter(v for v in traced.values() if v not in ("linear", "unknown"))
         setup.activation = counts.most_common(1)[0][0].split("(")[0] if counts else None
         shown["activation"] = (", ".join(counts) if counts else "none") + " (traced)"
     if norm is None:
