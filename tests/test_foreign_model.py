@@ -260,3 +260,30 @@ def test_cnnlab_activations_count_once_with_their_inner_function():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), build_activation(spec, 4))
     assert [(name, kind) for name, kind, _ in kinded_modules(model)] == [
         ("0", "conv"), ("1", "activation")]
+
+
+@pytest.mark.parametrize("module, config", [
+    (nn.ReLU(inplace=True), "relu"), (nn.LeakyReLU(0.2), {"name": "leaky_relu",
+                                                        "negative_slope": 0.2}),
+    (nn.GELU(approximate="tanh"), {"name": "gelu", "approximate": "tanh"}),
+    (nn.Tanh(), "tanh"), (nn.Sigmoid(), "sigmoid"), (nn.Hardswish(), "hardswish"),
+    (nn.SiLU(), "silu"), (nn.ELU(0.5), {"name": "elu", "alpha": 0.5}),
+])
+def test_torch_activation_modules_share_the_registry_gain_and_unit_health(module, config):
+    from cnnlab.components.activations import activation_profile, build_activation
+    from cnnlab.components.torch_activations import gain_of, module_activation, profile_of
+    from cnnlab.unit_health import dead_fraction, saturated_fraction
+
+    spec = activation(config)
+    assert profile_of(module) == activation_profile(spec)
+    assert gain_of(module_activation(module)) == pytest.approx(activation_profile(spec).gain)
+    x = torch.randn(16, 4, 3, 3, generator=torch.Generator().manual_seed(1)) * 4 - 1
+    ours = build_activation(spec, 4)
+    assert float(dead_fraction(module, x)) == float(dead_fraction(ours, x))
+    assert float(saturated_fraction(module, x)) == float(saturated_fraction(ours, x))
+
+
+def test_an_activation_the_registry_cannot_take_is_traced_as_unknown():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.LeakyReLU(-0.1), nn.Flatten(),
+                          nn.Linear(4 * 14 * 14, 2))
+    assert trace_activations(model, IMAGES) == {"0": "unknown", "3": "linear"}

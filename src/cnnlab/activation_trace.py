@@ -33,7 +33,8 @@ from torch.overrides import TorchFunctionMode
 
 from cnnlab.components.init import WEIGHT_TYPES
 from cnnlab.components.norms import is_norm
-from cnnlab.components.torch_activations import FUNCTION_NAMES, Named, label, module_activation
+from cnnlab.components.torch_activations import (
+    FUNCTION_NAMES, Named, checked, label, module_activation)
 
 LINEAR = ("linear", {})  # no activation: gain 1
 UNKNOWN = "unknown"
@@ -153,7 +154,7 @@ def _caller_location() -> str:
 def _function_activation(key: str, func, args: tuple, kwargs: dict) -> Named | None:
     """The activation a functional call applies, with its options; clamp(min=0) is a relu."""
     if key in ACTIVATION_FUNCTIONS:
-        return ACTIVATION_FUNCTIONS[key](args, kwargs)
+        return checked(ACTIVATION_FUNCTIONS[key](args, kwargs))
     if key in ("clamp", "clip", "clampmin", "hardtanh"):
         low = kwargs.get("min", kwargs.get("min_val", args[1] if len(args) > 1 else None))
         high = kwargs.get("max", kwargs.get("max_val", args[2] if len(args) > 2 else None))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
+from pydantic import ValidationError
 from torch import nn
 
 from cnnlab.components.activations import (
@@ -61,8 +62,21 @@ FUNCTION_NAMES: dict[str, Callable[[tuple, dict], Named]] = {
 }
 
 
+def checked(named: Named) -> Named | None:
+    """`named` when the registry accepts its options; None otherwise (a LeakyReLU with a
+    negative slope is not an activation cnnlab has a gain or a dead-unit definition for)."""
+    name, options = named
+    entry = ACTIVATIONS.get(name)
+    try:
+        if entry.options is not None:
+            entry.options(**options)
+    except ValidationError:
+        return None
+    return named
+
+
 def is_torch_activation(module: nn.Module) -> bool:
-    return isinstance(module, tuple(MODULE_NAMES))
+    return not isinstance(module, Activation) and module_activation(module) is not None
 
 
 def module_activation(module: nn.Module) -> Named | None:
@@ -72,7 +86,7 @@ def module_activation(module: nn.Module) -> Named | None:
         return module_activation(module.fn)  # cnnlab's wrap torch's, options and all
     for cls in type(module).__mro__:
         if cls in MODULE_NAMES:
-            return MODULE_NAMES[cls](module)
+            return checked(MODULE_NAMES[cls](module))
     return None
 
 
@@ -107,6 +121,10 @@ def profile_of(module: nn.Module) -> ActivationProfile | None:
     if named is None:
         return None
     name, options = named
+    if name == "prelu":
+        # Its slope is learned: reading it would sync the device and compute a new profile at
+        # every sample. A leaky slope has no flat region whatever its value, as the default's.
+        options = {}
     entry = ACTIVATIONS.get(name)
     validated = entry.options(**options) if entry.options else None
     return _profile(name, _options_key(validated))
@@ -117,7 +135,7 @@ def out_of_place(modules: Iterable[nn.Module]) -> Iterator[None]:
     """torch's activation modules among `modules` run out of place inside the block, so a
     forward hook still sees their input (an in-place ReLU overwrites it with its output);
     restored on exit."""
-    changed = [m for m in modules if is_torch_activation(m) and getattr(m, "inplace", False)]
+    changed = [m for m in modules if getattr(m, "inplace", False) and is_torch_activation(m)]
     for module in changed:
         module.inplace = False
     try:
