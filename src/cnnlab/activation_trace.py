@@ -294,7 +294,8 @@ def trace(model: nn.Module, example_input: torch.Tensor) -> Trace:
     as it was), and what follows each weight layer; see the module docstring."""
     tracer = _Tracer(model)
     handles = tracer.hook(model)
-    was_training = model.training
+    # Each module's own mode comes back (a user may keep frozen norms in eval mode).
+    modes = [(module, module.training) for module in model.modules()]
     model.eval()
     try:
         with torch.no_grad(), tracer:
@@ -304,7 +305,8 @@ def trace(model: nn.Module, example_input: torch.Tensor) -> Trace:
             handle.remove()
         for module in model.modules():
             module.__dict__.pop("_cnnlab_trace_inputs", None)
-        model.train(was_training)
+        for module, training in modes:
+            module.training = training
     tracer.settle(tracer.producers_of(output), LINEAR)
     follows: dict[str, Named | str] = {}
     for name, module in model.named_modules():
