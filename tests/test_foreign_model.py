@@ -91,7 +91,7 @@ def test_the_trace_finds_module_and_functional_activations_and_the_classifier():
                       "d": "sigmoid", "e": "gelu(approximate=tanh)", "f": "unknown",
                       "g": "relu", "classifier": "linear"}
     small = trace(my_nets.build(3, 10), IMAGES)
-    assert small.labels() == {"conv1": "relu", "conv2": "relu", "classifier": "linear"}
+    assert small.labels() == {"conv1": "relu", "conv2": "relu", "fc": "linear"}
     sites = [site.describe() for site in small.functional_activations]
     assert sites[0].startswith("F.relu after conv1 in SmallNet.forward (my_nets.py:")
     assert sites[1].startswith("F.relu after conv2 in SmallNet.forward (my_nets.py:")
