@@ -185,6 +185,7 @@ def _image_folder(odd: bytes | None = None, side: int = 8, *overrides: str
 
 # Issue 17: the user's own network (model: {arch: file}) and timm names.
 NETS = """
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -202,6 +203,17 @@ def not_a_module(in_channels, num_classes):
 
 def wrong_classes(in_channels, num_classes):
     return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes + 1))
+
+
+class Functional(nn.Module):
+    def __init__(self, in_channels, num_classes):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 8, 3, padding=1)
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x):
+        x = F.group_norm(F.relu(self.conv(x)), 2)
+        return self.fc(x.mean((2, 3)))
 """
 
 
@@ -213,11 +225,12 @@ def _own_model(folder: Path, model: dict) -> list[str]:
     return args
 
 
-def _model_file(factory: str, write: bool = True) -> Callable[[Path], list[str]]:
+def _model_file(factory: str, write: bool = True, **keys) -> Callable[[Path], list[str]]:
     def build(folder: Path) -> list[str]:
         if write:
             (folder / "my_nets.py").write_text(NETS)
-        return _own_model(folder, {"arch": "file", "path": "my_nets.py", "factory": factory})
+        return _own_model(folder, {"arch": "file", "path": "my_nets.py", "factory": factory,
+                                   **keys})
 
     return build
 
@@ -334,6 +347,11 @@ CASES = [
     Case("model_factory_raises", "17", _model_file("raises"), "raised RuntimeError"),
     Case("model_factory_not_a_module", "17", _model_file("not_a_module"), "not an nn.Module"),
     Case("model_wrong_class_count", "17", _model_file("wrong_classes"), "4 classes"),
+    # model.activation / model.norm cannot replace functional calls in a forward: refused.
+    Case("activation_over_functional_relu", "17", _model_file("Functional", activation="gelu"),
+         "cannot replace the functional calls F.relu after conv"),
+    Case("norm_over_functional_group_norm", "17", _model_file("Functional", norm="batch"),
+         "cannot replace the functional calls F.group_norm"),
     # Without timm installed, the sentence names the extra to install instead.
     Case("timm_unknown_name", "17", lambda folder: _own_model(
         folder, {"arch": "timm.resnet181"}), "timm"),

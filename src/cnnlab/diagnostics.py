@@ -30,7 +30,8 @@ import torch
 from torch import nn
 
 from cnnlab.atomic import replace_atomically
-from cnnlab.components.kinds import layer_kind
+from cnnlab.components.kinds import kinded_modules
+from cnnlab.components.torch_activations import out_of_place
 from cnnlab.rundir import RunDir
 from cnnlab.sampling import BUDGET, Sampling
 from cnnlab.unit_health import dead_fraction, is_dead, is_saturated, saturated_fraction
@@ -96,8 +97,7 @@ class Diagnostics:
         self.sampling = Sampling(every, total_steps, budget)
         self.max_samples = max_samples
         self.explode_threshold = explode_threshold
-        self.layers = [Layer(n, k, m) for n, m in model.named_modules()
-                       if (k := layer_kind(m)) is not None]
+        self.layers = [Layer(n, k, m) for n, k, m in kinded_modules(model)]
         self.weighted = [i for i, layer in enumerate(self.layers) if layer.kind in ("conv",
                                                                                    "linear")]
         self.ranges = [0.0] * len(self.layers)  # histogram half-range per layer (0: unknown)
@@ -126,7 +126,8 @@ class Diagnostics:
         for index, layer in enumerate(self.layers):
             handles.append(layer.module.register_forward_hook(self._hook(index, outputs)))
         try:
-            yield
+            with out_of_place(layer.module for layer in self.layers):
+                yield
         finally:
             for handle in handles:
                 handle.remove()

@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import copy
 import math
+from collections import Counter
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.activation_trace import trace_activations
 from cnnlab.components.init import WEIGHT_TYPES
-from cnnlab.components.kinds import layer_kind
+from cnnlab.components.kinds import kinded_modules, layer_kind
+from cnnlab.components.norms import is_norm
+from cnnlab.components.torch_activations import out_of_place
 from cnnlab.unit_health import dead_fraction, is_dead, is_saturated, saturated_fraction
 
 # A signal that shrinks or grows by more than this factor across the hidden weight layers is called
@@ -99,15 +103,16 @@ def measure(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
                 output.register_hook(lambda g: grads.__setitem__(name, g.detach().float()))
         return hook
 
-    for name, module in model.named_modules():
-        if layer_kind(module) is not None:
-            handles.append(module.register_forward_hook(forward_hook(name, module)))
+    layers = kinded_modules(model)
+    for name, _, module in layers:
+        handles.append(module.register_forward_hook(forward_hook(name, module)))
     buffers = {name: b.clone() for name, b in model.named_buffers()}
     was_training = model.training
     model.train()
     model.zero_grad(set_to_none=True)
     try:
-        logits = model(images)
+        with out_of_place(module for _, _, module in layers):
+            logits = model(images)
         F.cross_entropy(logits.float(), labels).backward()
     finally:
         for handle in handles:
@@ -355,22 +360,50 @@ def inspect_assembly(assembly, batch_size: int = 256) -> dict:
     for stats in layers:
         if stats.name in by_layer:
             stats.init, stats.rule = by_layer[stats.name].init, by_layer[stats.name].rule
-    model_cfg = assembly.cfg.model
-    # A network cnnlab did not write keeps its own choices unless the config names one (None).
-    init = model_cfg.init.default.name if model_cfg.init is not None else None
-    activation = model_cfg.activation.name if model_cfg.activation is not None else None
-    norm = model_cfg.norm.name if model_cfg.norm is not None else None
-    report = verdict(layers, symmetric, Setup(init, activation, norm), input_std(x))
+    setup, shown = configured_setup(assembly.cfg.model, assembly.model, x[:2])
+    report = verdict(layers, symmetric, setup, input_std(x))
     report.update({
         "name": assembly.cfg.name,
         "arch": assembly.cfg.model.arch,
-        "activation": activation or "the model's own",
-        "norm": norm or "the model's own",
-        "init": init or "the model's own",
+        **shown,
         "batch": count,
         "layers": [asdict(s) for s in layers],
     })
     return report
+
+
+# A norm module's class -> the model.norm name the advice speaks of.
+NORM_NAMES = {"BatchNorm": "batch", "SyncBatchNorm": "batch", "GroupNorm": "group",
+              "LayerNorm": "layer", "InstanceNorm": "instance"}
+
+
+def configured_setup(model_cfg, model: nn.Module, example: torch.Tensor
+                     ) -> tuple[Setup, dict]:
+    """The advice's Setup and the report's activation/norm/init fields. A choice the config
+    leaves to the model (None: a foreign model's own, see `cnnlab.foreign_model`) is read from
+    the model: the activations traced after its layers (also shown per layer, under
+    "activations"), its norm modules' types, and "the model's own" init."""
+    activation = getattr(model_cfg, "activation", None)
+    norm = getattr(model_cfg, "norm", None)
+    init = getattr(model_cfg, "init", None)
+    setup = Setup(init.default.name if init is not None else None,
+                  activation.name if activation is not None else None,
+                  norm.name if norm is not None else None)
+    shown = {"activation": setup.activation, "norm": setup.norm, "init": setup.init}
+    if activation is None:
+        traced = trace_activations(model, example)
+        shown["activations"] = traced
+        counts = Counter(v for v in traced.values() if v not in ("linear", "unknown"))
+        setup.activation = counts.most_common(1)[0][0].split("(")[0] if counts else None
+        shown["activation"] = (", ".join(counts) if counts else "none") + " (traced)"
+    if norm is None:
+        kinds = sorted({type(m).__name__ for m in model.modules() if is_norm(m)})
+        setup.norm = next((name for prefix, name in NORM_NAMES.items()
+                           if any(k.startswith(prefix) for k in kinds)), "none")
+        shown["norm"] = (", ".join(kinds) or "none") + " (the model's own)"
+    if init is None:
+        shown["init"] = "the model's own"
+    return setup, shown
 
 
 def inspect(cfg, batch_size: int = 256, model: object = None, *, data=None) -> dict:

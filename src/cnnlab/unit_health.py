@@ -2,7 +2,8 @@
 inspect` (at init) and the training diagnostics (during training) both report and judge.
 
 Which single inputs are "off" or "saturated" is each activation's own, read from its derivative
-(`Activation.off`, `Activation.saturated`; see `cnnlab.components.activations`). This module says
+(`off_mask`, `saturated_mask` of its profile; see `cnnlab.components.activations`), for cnnlab's
+`Activation` and torch's own activation modules alike (`components.torch_activations`). This module says
 how those masks become a layer's fractions and when a fraction counts as trouble:
 
 - a *unit* is a channel (dim 1 of the activation's input: a conv channel or a linear feature),
@@ -19,7 +20,10 @@ from __future__ import annotations
 
 import torch
 
-from cnnlab.components.activations import Activation
+from torch import nn
+
+from cnnlab.components.activations import off_mask, saturated_mask
+from cnnlab.components.torch_activations import profile_of
 
 # Over half of an activation layer's units dead, or of its inputs saturated, is called so.
 DEAD_LIMIT = 0.5
@@ -34,15 +38,15 @@ def channel_units(x: torch.Tensor) -> torch.Tensor:
     return x[None]
 
 
-def dead_fraction(activation: Activation, x: torch.Tensor) -> torch.Tensor:
+def dead_fraction(activation: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Share of units whose input lies in the activation's low flat region for every sample and
     position of `x` (for relu: channels that output zero for the whole batch)."""
-    return activation.off(channel_units(x)).all(dim=1).float().mean()
+    return off_mask(profile_of(activation), channel_units(x)).all(dim=1).float().mean()
 
 
-def saturated_fraction(activation: Activation, x: torch.Tensor) -> torch.Tensor:
+def saturated_fraction(activation: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """Share of the single inputs in `x` where the activation's derivative is below 1e-2."""
-    return activation.saturated(x).float().mean()
+    return saturated_mask(profile_of(activation), x).float().mean()
 
 
 def is_dead(fraction: float) -> bool:

@@ -146,14 +146,25 @@ class Activation(nn.Module):
 
     def saturated(self, x: torch.Tensor) -> torch.Tensor:
         """Boolean mask of inputs where the derivative is below 1e-2 (see module docstring)."""
-        mask = x >= self.profile.high
-        if self.profile.saturates_low:
-            mask = mask | (x <= self.profile.low)
-        return mask
+        return saturated_mask(self.profile, x)
 
     def off(self, x: torch.Tensor) -> torch.Tensor:
         """Boolean mask of inputs in the low flat region; a unit off for a whole batch is dead."""
-        return x <= self.profile.low
+        return off_mask(self.profile, x)
+
+
+def saturated_mask(profile: ActivationProfile, x: torch.Tensor) -> torch.Tensor:
+    """Inputs where the activation's derivative is below 1e-2 (see the module docstring); a
+    function of the profile, so torch's own activation modules are judged the same way."""
+    mask = x >= profile.high
+    if profile.saturates_low:
+        mask = mask | (x <= profile.low)
+    return mask
+
+
+def off_mask(profile: ActivationProfile, x: torch.Tensor) -> torch.Tensor:
+    """Inputs in the activation's low flat region; a unit off for a whole batch is dead."""
+    return x <= profile.low
 
 
 def _options_key(options: Options | None) -> tuple:

@@ -488,10 +488,20 @@ def initialize(
     activation_spec,
     generator: torch.Generator,
     sample_batch: Callable[[], torch.Tensor] | None = None,
+    gains: dict[str, float] | None = None,
 ) -> list[Assignment]:
-    """Initialize every conv, linear and norm layer of `model` as `init_cfg` says."""
-    profile = activation_profile(activation_spec)
-    classifier = getattr(model, "classifier", None)
+    """Initialize every conv, linear and norm layer of `model` as `init_cfg` says.
+
+    Without `gains`, every hidden weight layer takes the gain of `activation_spec` and the
+    layer named `classifier` gain 1 (cnnlab's own models). With `gains` (weight-layer name ->
+    gain, from tracing the activation that follows each layer of any model, see
+    `cnnlab.activation_trace`), each layer takes its own, `activation_spec` may be None, and a
+    layer missing from `gains` takes relu's."""
+    if gains is None:
+        profile = activation_profile(activation_spec)
+    else:
+        profile = ActivationProfile("(as traced)", math.sqrt(2.0), 0.0, math.inf, False)
+    classifier = getattr(model, "classifier", None) if gains is None else None
     assignments: list[Assignment] = []
     warned: set[tuple[str, str]] = set()
     # The layers each whole-model initializer drew, for its post-step.
@@ -533,11 +543,18 @@ def initialize(
             continue
 
         fan_in, fan_out = fans(module.weight)
-        gain = 1.0 if module is classifier else profile.gain
+        if gains is None:
+            gain = 1.0 if module is classifier else profile.gain
+            layer_profile = profile
+        else:
+            gain = gains.get(name, profile.gain)
+            layer_profile = ActivationProfile(profile.name, gain, 0.0, math.inf, False)
         ctx = LayerContext(name, fan_in, fan_out, gain, profile.name, generator)
-        if module is not classifier and (spec.name, label) not in warned:
+        # A layer with no activation after it (the classifier, gain 1) is not judged.
+        judged = module is not classifier and (gains is None or gain != 1.0)
+        if judged and (spec.name, label) not in warned:
             warned.add((spec.name, label))
-            _warn_mismatch(spec, name, profile, ctx)
+            _warn_mismatch(spec, name, layer_profile, ctx)
         _apply(spec, module.weight, ctx)
         if INITS.get(spec.name).info.post_step is not None:
             post_step_layers.setdefault(spec.name, []).append((name, module))
