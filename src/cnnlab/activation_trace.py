@@ -23,8 +23,8 @@ SmallNet.forward (my_nets.py:20)`), which `model.activation` and `model.norm` ca
 
 from __future__ import annotations
 
+import inspect
 import os
-import sys
 from dataclasses import dataclass, field
 
 import torch
@@ -142,7 +142,7 @@ _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep  # the separator: not torc
 
 def _caller_location() -> str:
     """file:line of the first frame outside torch and this module: the user's call."""
-    frame = sys._getframe(1)
+    frame = inspect.currentframe().f_back
     while frame is not None:
         path = frame.f_code.co_filename
         if not path.startswith(_TORCH_DIR) and path != __file__:
@@ -179,6 +179,8 @@ class _Tracer(TorchFunctionMode):
         self.functional_activations: list[CallSite] = []
         self.functional_norms: list[CallSite] = []
         self.input_shapes: dict[str, list[tuple[int, ...]]] = {}
+        # id(module) -> producers of its inputs, one entry per running call of that module
+        self.pending_inputs: dict[int, list[set[str]]] = {}
 
     # ------------------------------------------------------------------ producers
 
@@ -267,7 +269,7 @@ class _Tracer(TorchFunctionMode):
                 name = self.names.get(id(module), "")
                 if inputs and isinstance(inputs[0], torch.Tensor):
                     self.input_shapes.setdefault(name, []).append(tuple(inputs[0].shape))
-                module._cnnlab_trace_inputs = self.producers_of(inputs)
+                self.pending_inputs.setdefault(id(module), []).append(self.producers_of(inputs))
             self.opaque += 1
 
     def _leave(self, module, inputs, output):
@@ -278,7 +280,8 @@ class _Tracer(TorchFunctionMode):
         self.opaque -= 1
         if self.opaque:
             return  # e.g. the nn.ReLU inside cnnlab's Activation: the outer module speaks
-        produced = module.__dict__.pop("_cnnlab_trace_inputs", set())
+        running = self.pending_inputs.get(id(module))
+        produced = running.pop() if running else set()
         if role == "weight":
             self.settle(produced, LINEAR)
             self.set_producers(output, {self.names[id(module)]})
@@ -303,8 +306,6 @@ def trace(model: nn.Module, example_input: torch.Tensor) -> Trace:
     finally:
         for handle in handles:
             handle.remove()
-        for module in model.modules():
-            module.__dict__.pop("_cnnlab_trace_inputs", None)
         for module, training in modes:
             module.training = training
     tracer.settle(tracer.producers_of(output), LINEAR)
