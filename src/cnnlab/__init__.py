@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 
 # Imported on first use, so `cnnlab --help` and `cnnlab list` answer without importing torch.
 _LAZY = {"Config": "cnnlab.config", "load_config": "cnnlab.config",
+         "doctor": "cnnlab.doctor",
          "evaluate_run": "cnnlab.evaluate", "load_model": "cnnlab.predict",
          "predict": "cnnlab.predict", "resume": "cnnlab.train", "train": "cnnlab.train"}
 
@@ -42,5 +43,5 @@ class _Package(types.ModuleType):
 
 sys.modules[__name__].__class__ = _Package
 
-__all__ = ["Config", "ConfigError", "DataError", "UserError", "__version__", "evaluate_run",
+__all__ = ["Config", "ConfigError", "DataError", "UserError", "__version__", "doctor", "evaluate_run",
            "load_config", "load_model", "predict", "resume", "train"]

@@ -41,7 +41,7 @@ def search_overrides(trial: optuna.Trial, space: dict) -> list[str]:
 
 def prepare(study: optuna.Study, trial: optuna.Trial) -> tuple[list[str], Path]:
     attrs = study.user_attrs
-    if attrs["kind"] == "ablation":
+    if attrs["kind"] in ("ablation", "doctor"):  # every run queued up front, with its overrides
         for factor in attrs["factors"]:
             trial.suggest_categorical(factor["key"], factor["values"])  # fixed at enqueue
         trial.suggest_categorical("seed", attrs["seeds"])
@@ -58,7 +58,9 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, threads: int | None,
     """Train the trial's run and tell the study how it ended; returns the status."""
     attrs = study.user_attrs
     metric = attrs["metric"]
-    pruning = attrs.get("pruner", "none") != "none"
+    # The doctor's baseline (the user's own config) is what every candidate is paired with:
+    # it always runs to the end.
+    pruning = attrs.get("pruner", "none") != "none" and not trial.user_attrs.get("unpruned")
     try:
         extra, folder = prepare(study, trial)
         if threads:
