@@ -60,10 +60,24 @@ def sweep_config(base: dict, label: str, changes: dict[str, str], say) -> LrChoi
     return choice
 
 
-def pick(choice: LrChoice, scores: dict[float, float | None]) -> None:
-    """The confirmed LR: the best val_acc after the short run; None when all diverged."""
-    choice.scores = scores
-    finished = {lr: v for lr, v in scores.items() if v is not None}
+def pick(choice: LrChoice, outcomes: dict[str, tuple[str, float | None]]) -> None:
+    """The confirmed LR: the best val_acc after the short run (None: none finished). `scores`
+    holds each LR whose run ended: its val_acc, or None when it diverged."""
+    for lr in choice.tried:
+        status, value = outcomes.get(confirm_label(choice.label, lr), (None, None))
+        if status in ("completed", "diverged"):
+            choice.scores[lr] = value
+    finished = {lr: v for lr, v in choice.scores.items() if v is not None}
     if finished:
         choice.best = max(finished, key=lambda lr: (finished[lr], -lr))
         choice.best_value = finished[choice.best]
+
+
+def confirm_label(label: str, lr: float) -> str:
+    return f"{label}@lr={lr_text(lr)}"
+
+
+def diverged_everywhere(choice: LrChoice) -> bool:
+    """Every LR tried ran, and every one diverged."""
+    return (len(choice.scores) == len(choice.tried)
+            and all(value is None for value in choice.scores.values()))

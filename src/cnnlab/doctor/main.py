@@ -19,11 +19,13 @@ from cnnlab.config import load_config
 from cnnlab.doctor.answer import Proposal, decide, summary_text, write_recommended
 from cnnlab.doctor.evidence import write_page
 from cnnlab.doctor.folder import claim
-from cnnlab.doctor.lr import LrChoice, lr_text, pick, sweep_config
+from cnnlab.doctor.lr import LrChoice, confirm_label, diverged_everywhere, lr_text, pick, \
+    sweep_config
 from cnnlab.doctor.plan import CONFIRM_EPOCHS, LR_SHARE, Clock, duration, fit_trials, \
     parse_budget
 from cnnlab.doctor.screen import screen
-from cnnlab.doctor.trials import Run, curves, enqueue, epoch_seconds, open_phase, results, serve
+from cnnlab.doctor.trials import Run, curves, enqueue, epoch_seconds, open_phase, outcomes, \
+    results, serve
 from cnnlab.errors import UserError
 from cnnlab.experiments.design import base_config
 from cnnlab.rundir import write_json
@@ -53,7 +55,7 @@ def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
     seed_list = [first_seed + k for k in range(seeds)]
 
     say(f"phase 1/4 at init, budget {duration(clock.budget)}")
-    screening = screen(base, say)
+    screening = screen(base, say, clock)
 
     say(f"phase 2/4 learning rate, {duration(clock.left())} left")
     started = time.monotonic()
@@ -61,7 +63,7 @@ def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
         sweep_config(base, c.label, c.changes, say) for c in screening.candidates]
     sweep_seconds = (time.monotonic() - started) / len(choices)
     epochs = load_config(base).train.epochs
-    confirm = [Run(f"{c.label}@lr={lr_text(lr)}", _overrides(c.changes, lr)
+    confirm = [Run(confirm_label(c.label, lr), _overrides(c.changes, lr)
                    + (f"train.epochs={min(CONFIRM_EPOCHS, epochs)}",), first_seed)
                for c in choices for lr in c.tried]
     lr_study = open_phase(storage_url, f"{name}-lr", base, [r.label for r in confirm],
@@ -69,11 +71,10 @@ def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
     enqueue(lr_study, confirm, folder.runs)
     lr_deadline = Clock(clock.left() * LR_SHARE + sweep_seconds)
     serve(lr_study, _earlier(clock, lr_deadline), sweep_seconds, say, "lr", workers, storage_url)
-    confirmed = results(lr_study)
+    confirmed = outcomes(lr_study)
     for choice in choices:
-        pick(choice, {lr: confirmed.get(f"{choice.label}@lr={lr_text(lr)}", {}).get(first_seed)
-                      for lr in choice.tried})
-    if all(c.best is None for c in choices):
+        pick(choice, confirmed)
+    if all(diverged_everywhere(c) for c in choices):
         return _finish(folder, _not_the_lr(screening.original, choices), screening, choices,
                        None, say)
 
@@ -82,7 +83,8 @@ def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
     measured = epoch_seconds(lr_study) or (sweep_seconds, sweep_seconds)
     plan = fit_trials(len(proposals), seeds, epochs, measured[0], measured[1], clock.left())
     if plan is None:
-        shortest = fit_trials(len(proposals), seeds, 1, measured[0], measured[1], float("inf"))
+        shortest = fit_trials(max(len(proposals), len(choices)), seeds, 1, measured[0],
+                              measured[1], float("inf"))
         need = clock.used() + shortest.seconds
         raise UserError(
             f"--budget {duration(clock.budget)} is too small for even one trial per candidate "

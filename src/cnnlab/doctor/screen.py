@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from cnnlab.doctor.plan import Clock
 from cnnlab.doctor.runs import at_init, candidate_config, shared_data
 from cnnlab.errors import UserError
 
@@ -24,6 +25,8 @@ SCREENED = {
     "model.norm": ["batch", "group"],
 }
 KEEP = 2  # candidates carried on to the LR phase
+# Screening is cheap per config but not on a deep net: it stops at this share of the budget.
+SCREEN_SHARE = 0.25
 PAIR_POOL = 3  # best values per key combined when no single change is healthy
 
 
@@ -66,7 +69,12 @@ def current_value(cfg_dict: dict, key: str) -> str | None:
     return None if value is None else str(value)
 
 
-def screen(base: dict, say: Callable[[str], None]) -> Screening:
+def key_order(advice: str) -> list[str]:
+    """The screened keys, those the verdict's advice names first (its measured cause)."""
+    return sorted(SCREENED, key=lambda key: (advice.find(key) < 0, advice.find(key)))
+
+
+def screen(base: dict, say: Callable[[str], None], clock: Clock) -> Screening:
     """The original's verdict; when it is not healthy, the few best healthy candidates."""
     original_cfg = candidate_config(base, {})
     data = shared_data(original_cfg)
@@ -79,7 +87,11 @@ def screen(base: dict, say: Callable[[str], None]) -> Screening:
     resolved = original_cfg.model_dump()
     measured: list[Candidate] = []
 
+    limit = clock.budget * SCREEN_SHARE
+
     def measure(changes: dict[str, str]) -> None:
+        if clock.used() > limit:
+            return
         try:
             report = at_init(candidate_config(base, changes), data)
         except (UserError, ValueError, RuntimeError):
@@ -87,9 +99,9 @@ def screen(base: dict, say: Callable[[str], None]) -> Screening:
         result.screened += 1
         measured.append(Candidate(changes, report))
 
-    for key, values in SCREENED.items():
+    for key in key_order(original["advice"]):
         now = current_value(resolved, key)
-        for value in values:
+        for value in SCREENED[key]:
             if value != now:
                 measure({key: value})
     healthy = [c for c in measured if c.report["verdict"] == "healthy"]
@@ -106,6 +118,8 @@ def screen(base: dict, say: Callable[[str], None]) -> Screening:
         candidate.why = (f"at init the original is {original['verdict']} ({original['advice']}); "
                          f"with {candidate.label} it is {candidate.report['verdict']}")
         result.candidates.append(candidate)
+    if clock.used() > limit:
+        say(f"screening stopped at {SCREEN_SHARE:.0%} of the budget")
     say(f"screened {result.screened} configs at init (one batch each); kept "
         + ", ".join(f"{c.label} ({c.report['verdict']})" for c in result.candidates))
     return result

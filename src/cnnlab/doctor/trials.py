@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,8 @@ from cnnlab.experiments.design import run_dir
 from cnnlab.experiments.runner import run_trial
 from cnnlab.experiments.store import open_storage, store_lock
 from cnnlab.experiments.study import create_or_resume, next_trial
-from cnnlab.experiments.trial_queue import DEFAULT_HEARTBEAT, heartbeat, requeue_stale
+from cnnlab.experiments.trial_queue import DEFAULT_HEARTBEAT, hand_back, heartbeat, \
+    requeue_stale
 from cnnlab.metric_names import summary_value
 from cnnlab.rundir import RunDir, read_json_lines
 
@@ -87,26 +89,43 @@ def serve(study: optuna.Study, clock: Clock, run_seconds: float, say: Callable[[
                 if not any(t.state in (TrialState.RUNNING, TrialState.WAITING)
                            for t in study.get_trials(deepcopy=False)):
                     return True
+                time.sleep(1.0)  # the helper workers are still training
                 continue
-            label = trial.user_attrs["label"]
-            if label in dropped:
-                # Successive halving stopped this candidate on an earlier seed: its other seeds
-                # would spend the budget on a config that already lost.
-                trial.set_user_attr("status", "pruned")
-                study.tell(trial, state=TrialState.PRUNED)
+            try:
+                status = _run(study, trial, dropped, total, say, phase, clock)
+            except BaseException:
+                # Interrupted (Ctrl-C) between claiming the run and finishing it: put it back at
+                # once, so a resume takes it without waiting for its heartbeat to go stale.
+                if not study._storage.get_trial(trial._trial_id).state.is_finished():
+                    hand_back(study, trial)
+                raise
+            if status is None:
                 continue
-            done = sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished())
-            say(f"{phase}: run {done + 1}/{total} ({label}, seed {trial.user_attrs['seed']}), "
-                f"{duration(clock.left())} left")
-            with heartbeat(study, trial, DEFAULT_HEARTBEAT):
-                status = run_trial(study, trial, threads=None, progress=False)
-            if status == "pruned":
-                dropped.add(label)
-                say(f"{phase}: {label} stopped by successive halving (behind the others)")
-            elif status != "completed":
-                say(f"{phase}: {label} {status}")
     finally:
         _stop_helpers(helpers)
+
+
+def _run(study: optuna.Study, trial: optuna.Trial, dropped: set[str], total: int,
+         say: Callable[[str], None], phase: str, clock: Clock) -> str | None:
+    """Train one claimed run; None when it was skipped as part of a dropped candidate."""
+    label = trial.user_attrs["label"]
+    if label in dropped:
+        # Successive halving stopped this candidate on an earlier seed: its other seeds would
+        # spend the budget on a config that already lost.
+        trial.set_user_attr("status", "pruned")
+        study.tell(trial, state=TrialState.PRUNED)
+        return None
+    done = sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished())
+    say(f"{phase}: run {done + 1}/{total} ({label}, seed {trial.user_attrs['seed']}), "
+        f"{duration(clock.left())} left")
+    with heartbeat(study, trial, DEFAULT_HEARTBEAT):
+        status = run_trial(study, trial, threads=None, progress=False)
+    if status == "pruned":
+        dropped.add(label)
+        say(f"{phase}: {label} stopped by successive halving (behind the others)")
+    elif status != "completed":
+        say(f"{phase}: {label} {status}")
+    return status
 
 
 def _start_helpers(storage_url: str | None, name: str, count: int) -> list[subprocess.Popen]:
@@ -142,14 +161,12 @@ def results(study: optuna.Study) -> dict[str, dict[int, float | None]]:
     return table
 
 
-def statuses(study: optuna.Study) -> dict[str, list[str]]:
-    """label -> how each of its finished runs ended."""
-    table: dict[str, list[str]] = {}
-    for trial in study.get_trials(deepcopy=False):
-        if trial.state.is_finished():
-            table.setdefault(trial.user_attrs["label"], []).append(
-                trial.user_attrs.get("status", "completed"))
-    return table
+def outcomes(study: optuna.Study) -> dict[str, tuple[str, float | None]]:
+    """label -> (how its finished run ended, its metric or None), for one-seed phases."""
+    return {trial.user_attrs["label"]: (trial.user_attrs.get("status", "completed"),
+                                        trial.value if trial.state == TrialState.COMPLETE
+                                        else None)
+            for trial in study.get_trials(deepcopy=False) if trial.state.is_finished()}
 
 
 def curves(study: optuna.Study) -> dict[str, list[list[float | None]]]:
