@@ -87,7 +87,7 @@ def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
                               measured[1], float("inf"))
         need = clock.used() + shortest.seconds
         raise UserError(
-            f"--budget {duration(clock.budget)} is too small for even one trial per candidate "
+            f"--budget {budget} is too small for even one trial per candidate "
             f"({shortest.line()[6:]}, with {duration(clock.left())} left after the init and LR "
             f"phases); --budget {_budget_text(need * 1.2)} would run one epoch of each and "
             f"--budget {_budget_text(clock.used() + shortest.runs * (measured[1] + epochs * measured[0]))} "

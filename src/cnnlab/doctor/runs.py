@@ -17,7 +17,7 @@ from cnnlab.propagation import inspect_assembly
 # One batch is enough to see a signal vanish or explode at init; small keeps screening cheap.
 SCREEN_BATCH = 64
 # The range test's sweep: wide enough for SGD and Adam alike, short enough to be cheap.
-SWEEP_START, SWEEP_END, SWEEP_STEPS = 1e-5, 10.0, 60
+SWEEP_START, SWEEP_END, SWEEP_STEPS = 1e-5, 10.0, 40
 
 
 def candidate_config(base: dict, changes: dict[str, str], extra: tuple[str, ...] = ()) -> Config:
