@@ -625,11 +625,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", metavar="CONFIG", help="YAML config file")
     overrides(p)
     p.add_argument("--budget", default="15m", help="time for everything, e.g. 15m, 90s, 1h "
-                   "(default 15m)")
-    p.add_argument("--seeds", type=int, default=3, help="paired seeds per trial (default 3)")
+                   "(default: %(default)s)")
+    p.add_argument("--seeds", type=int, default=3, help="paired seeds per trial "
+                   "(default: %(default)s)")
     p.add_argument("--out", default="doctor", help="folder for recommended.yaml, the report "
-                   "and the runs (default ./doctor); a folder with files of yours is refused")
-    p.add_argument("--workers", type=int, default=1, help="runs trained at the same time")
+                   "and the runs; a folder with files of yours is refused (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=1, help="runs trained at the same time "
+                   "(default: %(default)s)")
     p.add_argument("--storage", help="journal file or database URL of the study (default "
                    "OUT/optuna.journal)")
     p.add_argument("--study", help="study name (default <config name>-doctor)")

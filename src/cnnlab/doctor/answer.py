@@ -102,7 +102,10 @@ def summary_text(answer: dict) -> str:
     if original is not None:
         lines.append(f"original: val_acc {original:.3f} (mean of {len(answer['original_seeds'])}"
                      f" seeds, {answer.get('trial_epochs')} epoch trials)")
-    if answer["decision"] == KEEP:
+    if answer["decision"] == KEEP and not answer["comparisons"]:
+        lines.append(f"{KEEP}: nothing to change was measured (healthy at init, and the best LR "
+                     "confirmed is within 1.5x of yours)")
+    elif answer["decision"] == KEEP:
         lines.append(f"{KEEP}: no candidate beat it by a 95% CI that excludes zero")
         for comparison in answer["comparisons"]:
             lines.append(f"  {comparison['label']}: {_ci_text(comparison)}")
@@ -115,6 +118,12 @@ def summary_text(answer: dict) -> str:
         for comparison in answer["comparisons"]:
             if comparison["label"] != best["label"]:
                 lines.append(f"  also tried {comparison['label']}: {_ci_text(comparison)}")
+    for choice in answer.get("lr", []):
+        valley = "none" if choice["valley"] is None else f"{choice['valley']:.2g}"
+        tried = ", ".join(f"{lr}: " + ("diverged" if v is None else f"{v:.3f}")
+                          for lr, v in choice["scores"].items())
+        lines.append(f"  lr of {choice['label']}: range-test valley {valley}; val_acc after the "
+                     f"short run at {tried or 'no LR (budget)'}")
     if not answer.get("complete", True):
         lines.append("the budget ran out before every trial finished: the answer uses the "
                      "finished ones; re-run the same command with a larger --budget to go on")

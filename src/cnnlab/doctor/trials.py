@@ -96,13 +96,18 @@ def serve(study: optuna.Study, clock: Clock, run_seconds: float, say: Callable[[
             except BaseException:
                 # Interrupted (Ctrl-C) between claiming the run and finishing it: put it back at
                 # once, so a resume takes it without waiting for its heartbeat to go stale.
-                if not study._storage.get_trial(trial._trial_id).state.is_finished():
+                if not _finished(study, trial.number):
                     hand_back(study, trial)
                 raise
             if status is None:
                 continue
     finally:
         _stop_helpers(helpers)
+
+
+def _finished(study: optuna.Study, number: int) -> bool:
+    return any(t.number == number and t.state.is_finished()
+               for t in study.get_trials(deepcopy=False))
 
 
 def _run(study: optuna.Study, trial: optuna.Trial, dropped: set[str], total: int,

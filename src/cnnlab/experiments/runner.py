@@ -58,9 +58,10 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, threads: int | None,
     """Train the trial's run and tell the study how it ended; returns the status."""
     attrs = study.user_attrs
     metric = attrs["metric"]
-    # The doctor's baseline (the user's own config) is what every candidate is paired with:
-    # it always runs to the end.
-    pruning = attrs.get("pruner", "none") != "none" and not trial.user_attrs.get("unpruned")
+    pruning = attrs.get("pruner", "none") != "none"
+    # The doctor's baseline (the user's own config) is what every candidate is paired with: it
+    # reports to the pruner, so the others are judged against it, but always runs to the end.
+    protected = bool(trial.user_attrs.get("unpruned"))
     try:
         extra, folder = prepare(study, trial)
         if threads:
@@ -71,7 +72,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, threads: int | None,
             if value is None or not math.isfinite(value):
                 return False
             trial.report(value, record["epoch"])
-            return pruning and trial.should_prune()
+            return pruning and trial.should_prune() and not protected
 
         if RunDir.at(folder).config.exists():
             summary = resume(folder, progress=progress, on_epoch=observe)
