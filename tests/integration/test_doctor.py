@@ -147,7 +147,7 @@ def test_a_healthy_config_is_kept(tmp_path):
     raw = copy.deepcopy(PLANTED)
     raw["model"]["init"] = "kaiming_normal"
     config = write(tmp_path, raw)
-    answer = doctor(config, budget=BUDGET, seeds=3, out=tmp_path / "out", say=lambda _: None)
+    answer = doctor(config, budget=BUDGET, seeds=2, out=tmp_path / "out", say=lambda _: None)
     assert answer["at_init"]["verdict"] == "healthy"
     assert answer["decision"] == KEEP
     recommended = yaml.safe_load((tmp_path / "out" / "recommended.yaml").read_text())
@@ -155,7 +155,9 @@ def test_a_healthy_config_is_kept(tmp_path):
 
 
 def test_a_budget_too_small_says_what_budget_would_do(tmp_path):
-    config = write(tmp_path, PLANTED)
+    raw = copy.deepcopy(PLANTED)
+    raw["model"]["init"] = "kaiming_normal"  # healthy: no screening, straight to the LR phase
+    config = write(tmp_path, raw)
     with pytest.raises(UserError) as caught:
         doctor(config, budget="1s", seeds=3, out=tmp_path / "out", say=lambda _: None)
     message = str(caught.value)

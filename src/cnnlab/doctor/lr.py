@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from cnnlab.doctor.runs import candidate_config, range_test
 
 BRACKET = (3.0, 10.0, 30.0)  # multiples of the valley suggestion tried
-FALLBACK = (0.1, 0.3, 1.0)  # multiples of the config's LR when the sweep suggests nothing
+FALLBACK = (1 / 3, 1.0, 3.0)  # multiples of the config's LR when the sweep suggests nothing
 
 
 @dataclass
