@@ -67,7 +67,7 @@ def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
                    + (f"train.epochs={min(CONFIRM_EPOCHS, epochs)}",), first_seed)
                for c in choices for lr in c.tried]
     lr_study = open_phase(storage_url, f"{name}-lr", base, [r.label for r in confirm],
-                          [first_seed], pruned=False)
+                          [first_seed], pruned=False, epochs=min(CONFIRM_EPOCHS, epochs))
     enqueue(lr_study, confirm, folder.runs)
     lr_deadline = Clock(clock.left() * LR_SHARE + sweep_seconds)
     serve(lr_study, _earlier(clock, lr_deadline), sweep_seconds, say, "lr", workers, storage_url)
@@ -85,30 +85,30 @@ def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
     if plan is None:
         shortest = fit_trials(max(len(proposals), len(choices)), seeds, 1, measured[0],
                               measured[1], float("inf"))
-        need = clock.used() + shortest.seconds
+        one_epoch = _budget_text(1.2 * (clock.used() + shortest.seconds))
+        full = _budget_text(clock.used() + shortest.runs * (measured[1] + epochs * measured[0]))
         raise UserError(
             f"--budget {budget} is too small for even one trial per candidate "
             f"({shortest.line()[6:]}, with {duration(clock.left())} left after the init and LR "
-            f"phases); --budget {_budget_text(need * 1.2)} would run one epoch of each and "
-            f"--budget {_budget_text(clock.used() + shortest.runs * (measured[1] + epochs * measured[0]))} "
+            f"phases); --budget {one_epoch} would run one epoch of each and --budget {full} "
             "the config's full schedule")
     say(plan.line())
+    trial_study = open_phase(storage_url, name, base, [p.label for p in proposals], seed_list,
+                             pruned=plan.epochs >= 3, epochs=plan.epochs)
+    # A resumed study keeps the trial length it started with, so its pairs stay comparable.
+    trial_epochs = trial_study.user_attrs["trial_epochs"]
     # The first seed of every config runs to the end, so successive halving judges the later
     # seeds against all of them (not against whichever ran first); the original always does.
-    runs = [Run(p.label, _overrides(p.changes, None), seed,
+    runs = [Run(p.label, _overrides(p.changes, None) + (f"train.epochs={trial_epochs}",), seed,
                 baseline=p.label == "original" or seed == first_seed)
             for seed in seed_list for p in proposals]
-    runs = [Run(r.label, r.overrides + (f"train.epochs={plan.epochs}",), r.seed, r.baseline)
-            for r in runs]
-    trial_study = open_phase(storage_url, name, base, [p.label for p in proposals], seed_list,
-                             pruned=plan.epochs >= 3)
     enqueue(trial_study, runs, folder.runs)
     finished = serve(trial_study, clock, plan.run_seconds, say, "trials", workers, storage_url)
 
     say("phase 4/4 the answer")
     answer = decide(proposals, results(trial_study))
     answer.update({"complete": finished, "plan": plan.line(), "study": name,
-                   "storage": storage_url, "trial_epochs": plan.epochs,
+                   "storage": storage_url, "trial_epochs": trial_epochs,
                    "config": str(config), "overrides": list(overrides)})
     write_recommended(config, list(overrides), answer, folder.recommended)
     return _finish(folder, answer, screening, choices, curves(trial_study), say)

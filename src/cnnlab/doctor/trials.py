@@ -42,11 +42,12 @@ class Run:
 
 
 def open_phase(storage_url: str, name: str, base: dict, labels: list[str], seeds: list[int],
-               pruned: bool) -> optuna.Study:
-    """The phase's study, created or resumed (the same design resumes; see create_or_resume)."""
+               pruned: bool, epochs: int) -> optuna.Study:
+    """The phase's study, created or resumed (the same design resumes; see create_or_resume).
+    `epochs` (each run's length) is recorded when the study is created; a resume keeps it."""
     spec = {"kind": "doctor", "config": base, "seeds": seeds, "metric": METRIC,
             "factors": [{"key": "candidate", "values": labels, "baseline": labels[0]}],
-            "pruner": "successive_halving" if pruned else "none"}
+            "pruner": "successive_halving" if pruned else "none", "trial_epochs": epochs}
     with store_lock(storage_url, f"study:{name}"):
         return create_or_resume(open_storage(storage_url), name, spec)
 
