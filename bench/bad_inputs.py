@@ -371,6 +371,25 @@ CASES = [
     Case("python_data_in_a_config", "17", _override("data.dataset=python"), "data="),
 ]
 
+# Issue 18: `cnnlab doctor`'s own arguments.
+def _doctor(*args: str, user_file: bool = False) -> Callable[[Path], list[str]]:
+    def build(folder: Path) -> list[str]:
+        out = folder / "doctor-out"
+        if user_file:
+            out.mkdir()
+            (out / "notes.txt").write_text("the user's own file")
+        return ["doctor", _config(folder), "--out", str(out), *args]
+    return build
+
+
+CASES += [
+    Case("doctor_budget_not_a_duration", "18", _doctor("--budget", "soon"), "not a duration"),
+    Case("doctor_budget_zero", "18", _doctor("--budget", "0m"), "positive duration"),
+    Case("doctor_one_seed", "18", _doctor("--seeds", "1"), "confidence interval"),
+    Case("doctor_out_with_user_files", "18", _doctor(user_file=True),
+         "not made by cnnlab doctor"),
+]
+
 
 def verdict(returncode: int, stderr: str, expect: str = "") -> str | None:
     """Why an outcome is not one sentence and exit 2 (saying `expect`), or None when it is."""

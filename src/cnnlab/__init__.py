@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 
 # Imported on first use, so `cnnlab --help` and `cnnlab list` answer without importing torch.
 _LAZY = {"Config": "cnnlab.config", "load_config": "cnnlab.config",
-         "evaluate_run": "cnnlab.evaluate", "export": "cnnlab.exporting",
+         "evaluate_run": "cnnlab.evaluate", "doctor": "cnnlab.doctor", "export": "cnnlab.exporting",
          "load_model": "cnnlab.predict",
          "predict": "cnnlab.predict", "resume": "cnnlab.train", "train": "cnnlab.train",
          # The functions behind `cnnlab inspect`, `lr-find` and `ablate`; each takes model=.
@@ -49,6 +49,6 @@ class _Package(types.ModuleType):
 
 sys.modules[__name__].__class__ = _Package
 
-__all__ = ["Config", "ConfigError", "DataError", "UserError", "__version__", "ablate",
-           "evaluate_run", "export", "inspect", "load_config", "load_model", "lr_find", "predict", "resume",
-           "train"]
+__all__ = ["Config", "ConfigError", "DataError", "UserError", "__version__", "ablate", "doctor",
+           "evaluate_run", "export", "inspect", "load_config", "load_model", "lr_find", "predict",
+           "resume", "train"]

@@ -424,6 +424,15 @@ def _ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("doctor")
+def _doctor(args: argparse.Namespace) -> int:
+    from cnnlab.doctor import doctor
+
+    answer = doctor(args.config, args.override, budget=args.budget, seeds=args.seeds,
+                    out=args.out, workers=args.workers, storage=args.storage, study=args.study)
+    return 1 if answer["decision"] == "not the lr" else 0
+
+
 @command("search")
 def _search(args: argparse.Namespace) -> int:
     from cnnlab.experiments.search import best_config, search
@@ -656,6 +665,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the value the others are compared with (default: each key's first "
                    "--vary value; repeatable)")
     store_options(p)
+
+    p = sub.add_parser("doctor", help="init screening, LR range test and paired trials turned "
+                       "into one recommendation, within a time budget")
+    p.add_argument("config", metavar="CONFIG", help="YAML config file")
+    overrides(p)
+    p.add_argument("--budget", default="15m", help="time for everything, e.g. 15m, 90s, 1h "
+                   "(default: %(default)s)")
+    p.add_argument("--seeds", type=int, default=3, help="paired seeds per trial "
+                   "(default: %(default)s)")
+    p.add_argument("--out", default="doctor", help="folder for recommended.yaml, the report "
+                   "and the runs; a folder with files of yours is refused (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=1, help="runs trained at the same time "
+                   "(default: %(default)s)")
+    p.add_argument("--storage", help="journal file or database URL of the study (default "
+                   "OUT/optuna.journal)")
+    p.add_argument("--study", help="study name (default <config name>-doctor)")
 
     p = sub.add_parser("search", help="hyperparameter search with pruning")
     p.add_argument("config", metavar="CONFIG", help="YAML config file")

@@ -42,7 +42,7 @@ def search_overrides(trial: optuna.Trial, space: dict) -> list[str]:
 
 def prepare(study: optuna.Study, trial: optuna.Trial) -> tuple[list[str], Path]:
     attrs = study.user_attrs
-    if attrs["kind"] == "ablation":
+    if attrs["kind"] in ("ablation", "doctor"):  # every run queued up front, with its overrides
         for factor in attrs["factors"]:
             trial.suggest_categorical(factor["key"], factor["values"])  # fixed at enqueue
         trial.suggest_categorical("seed", attrs["seeds"])
@@ -61,6 +61,9 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, threads: int | None,
     attrs = study.user_attrs
     metric = attrs["metric"]
     pruning = attrs.get("pruner", "none") != "none"
+    # The doctor's baseline (the user's own config) is what every candidate is paired with: it
+    # reports to the pruner, so the others are judged against it, but always runs to the end.
+    protected = bool(trial.user_attrs.get("unpruned"))
     try:
         extra, folder = prepare(study, trial)
         if threads:
@@ -71,7 +74,7 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, threads: int | None,
             if value is None or not math.isfinite(value):
                 return False
             trial.report(value, record["epoch"])
-            return pruning and trial.should_prune()
+            return pruning and trial.should_prune() and not protected
 
         if RunDir.at(folder).config.exists():
             summary = resume(folder, progress=progress, on_epoch=observe, model=supplied)

@@ -54,7 +54,10 @@ def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
 def sampler_and_pruner(attrs: dict, salt: int) -> tuple[optuna.samplers.BaseSampler | None,
                                                         optuna.pruners.BasePruner | None]:
     """What a study with these attributes samples and prunes with. An ablation queues every
-    run up front and prunes none, so Optuna's defaults (None) serve it."""
+    run up front and prunes none, so Optuna's defaults (None) serve it; the doctor queues its
+    runs up front too, and stops the losing candidates by successive halving."""
+    if attrs.get("kind") == "doctor" and attrs.get("pruner") == "successive_halving":
+        return None, optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)
     if attrs.get("kind") != "search":
         return None, None
     return (make_sampler(attrs["sampler"], attrs["seed"], attrs["space"], salt),
@@ -90,6 +93,9 @@ def open_study(storage: optuna.storages.BaseStorage, name: str, where: str | Non
     the sampler's seed salted (default: the process id) so that workers propose different
     points. `where` (the storage as the user named it) goes into the error of a missing study."""
     study = load_study(storage, name, where)
+    if study.user_attrs.get("kind") == "doctor":
+        sampler, pruner = sampler_and_pruner(study.user_attrs, 0)
+        return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
     if study.user_attrs.get("kind") != "search":
         return study
     salt = os.getpid() if salt is None else salt

@@ -1,0 +1,188 @@
+"""`cnnlab doctor`: from evidence to a decision, within a time budget.
+
+Four phases, each on measurements of the user's own network and data:
+1. at init: the propagation verdict, and healthy candidates screened on one batch each;
+2. the learning rate: a range test per config, three LRs around it confirmed by short runs;
+3. paired short trials of the original and the candidates over paired seeds, successive halving
+   stopping the losers, on an Optuna study (an interrupted doctor resumes);
+4. the answer: recommended.yaml, the summary with each gain's 95% CI, the evidence page.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from cnnlab.config import load_config
+from cnnlab.doctor.answer import Proposal, decide, summary_text, write_recommended
+from cnnlab.doctor.evidence import write_page
+from cnnlab.doctor.folder import claim
+from cnnlab.doctor.lr import LrChoice, confirm_label, diverged_everywhere, lr_text, pick, \
+    sweep_config
+from cnnlab.doctor.plan import CONFIRM_EPOCHS, LR_SHARE, Clock, duration, fit_trials, \
+    parse_budget
+from cnnlab.doctor.screen import screen
+from cnnlab.doctor.trials import Run, curves, enqueue, epoch_seconds, open_phase, outcomes, \
+    results, serve
+from cnnlab.errors import UserError
+from cnnlab.experiments.design import base_config
+from cnnlab.rundir import write_json
+
+# An LR within this factor of the config's own is no change worth recommending.
+SAME_LR = 1.5
+
+
+def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
+           budget: str | float = "15m", seeds: int = 3, out: str | Path = "doctor",
+           workers: int = 1, storage: str | None = None, study: str | None = None,
+           say: Callable[[str], None] | None = None) -> dict:
+    """Diagnose the config at `config` (with `overrides`), try the fixes the measurements point
+    to, and write the answer under `out`; returns what doctor.json holds."""
+    say = say or (lambda text: print(f"doctor: {text}", file=sys.stderr, flush=True))
+    if seeds < 2:
+        raise UserError(f"--seeds {seeds} cannot give a confidence interval; use --seeds 2 or "
+                        "more (3 is the default)")
+    if workers < 1:
+        raise UserError(f"--workers {workers} must be at least 1")
+    clock = Clock(parse_budget(budget))
+    base = base_config(str(config), list(overrides))
+    folder = claim(out)
+    storage_url = storage or folder.storage_url
+    name = study or f"{load_config(base).name}-doctor"
+    first_seed = int(base.get("seed", 0))
+    seed_list = [first_seed + k for k in range(seeds)]
+
+    say(f"phase 1/4 at init, budget {duration(clock.budget)}")
+    screening = screen(base, say, clock)
+
+    say(f"phase 2/4 learning rate, {duration(clock.left())} left")
+    started = time.monotonic()
+    choices = [sweep_config(base, "original", {}, say)] + [
+        sweep_config(base, c.label, c.changes, say) for c in screening.candidates]
+    sweep_seconds = (time.monotonic() - started) / len(choices)
+    epochs = load_config(base).train.epochs
+    confirm = [Run(confirm_label(c.label, lr), _overrides(c.changes, lr)
+                   + (f"train.epochs={min(CONFIRM_EPOCHS, epochs)}",), first_seed)
+               for c in choices for lr in c.tried]
+    lr_study = open_phase(storage_url, f"{name}-lr", base, [r.label for r in confirm],
+                          [first_seed], pruned=False, epochs=min(CONFIRM_EPOCHS, epochs))
+    enqueue(lr_study, confirm, folder.runs)
+    lr_deadline = Clock(clock.left() * LR_SHARE + sweep_seconds)
+    serve(lr_study, _earlier(clock, lr_deadline), sweep_seconds, say, "lr", workers, storage_url)
+    confirmed = outcomes(lr_study)
+    for choice in choices:
+        pick(choice, confirmed)
+    if all(diverged_everywhere(c) for c in choices):
+        return _finish(folder, _not_the_lr(screening.original, choices), screening, choices,
+                       None, say)
+
+    proposals = _proposals(screening, choices)
+    say(f"phase 3/4 paired trials, {duration(clock.left())} left")
+    measured = epoch_seconds(lr_study) or (sweep_seconds, sweep_seconds)
+    plan = fit_trials(len(proposals), seeds, epochs, measured[0], measured[1], clock.left())
+    if plan is None:
+        shortest = fit_trials(max(len(proposals), len(choices)), seeds, 1, measured[0],
+                              measured[1], float("inf"))
+        one_epoch = _budget_text(1.2 * (clock.used() + shortest.seconds))
+        full = _budget_text(clock.used() + shortest.runs * (measured[1] + epochs * measured[0]))
+        raise UserError(
+            f"--budget {budget} is too small for even one trial per candidate "
+            f"({shortest.line()[6:]}, with {duration(clock.left())} left after the init and LR "
+            f"phases); --budget {one_epoch} would run one epoch of each and --budget {full} "
+            "the config's full schedule")
+    say(plan.line())
+    trial_study = open_phase(storage_url, name, base, [p.label for p in proposals], seed_list,
+                             pruned=plan.epochs >= 3, epochs=plan.epochs)
+    # A resumed study keeps the trial length it started with, so its pairs stay comparable.
+    trial_epochs = trial_study.user_attrs["trial_epochs"]
+    # The first seed of every config runs to the end, so successive halving judges the later
+    # seeds against all of them (not against whichever ran first); the original always does.
+    runs = [Run(p.label, _overrides(p.changes, None) + (f"train.epochs={trial_epochs}",), seed,
+                baseline=p.label == "original" or seed == first_seed)
+            for seed in seed_list for p in proposals]
+    enqueue(trial_study, runs, folder.runs)
+    finished = serve(trial_study, clock, plan.run_seconds, say, "trials", workers, storage_url)
+
+    say("phase 4/4 the answer")
+    answer = decide(proposals, results(trial_study))
+    answer.update({"complete": finished, "plan": plan.line(), "study": name,
+                   "storage": storage_url, "trial_epochs": trial_epochs,
+                   "config": str(config), "overrides": list(overrides)})
+    write_recommended(config, list(overrides), answer, folder.recommended)
+    return _finish(folder, answer, screening, choices, curves(trial_study), say)
+
+
+def _earlier(first: Clock, second: Clock) -> Clock:
+    return first if first.left() <= second.left() else second
+
+
+def _overrides(changes: dict[str, str], lr: float | None) -> tuple[str, ...]:
+    items = [f"{k}={v}" for k, v in changes.items()]
+    return tuple(items + ([f"optim.lr={lr_text(lr)}"] if lr is not None else []))
+
+
+def _budget_text(seconds: float) -> str:
+    return f"{max(1, round(seconds / 60 + 0.5))}m" if seconds >= 60 else f"{int(seconds) + 1}s"
+
+
+def _proposals(screening, choices: list[LrChoice]) -> list[Proposal]:
+    """The original (unchanged, the baseline), the original at its confirmed LR when that is
+    another LR, and each screened candidate at its confirmed LR."""
+    original = choices[0]
+    proposals = [Proposal("original", {}, "your config as it is")]
+    if original.best is not None and not _same_lr(original.best, original.current):
+        proposals.append(Proposal(
+            f"lr={lr_text(original.best)}", {"optim.lr": lr_text(original.best)},
+            _lr_why(original)))
+    for candidate, choice in zip(screening.candidates, choices[1:]):
+        if choice.best is None:
+            continue
+        changes = dict(candidate.changes)
+        why = candidate.why
+        if not _same_lr(choice.best, choice.current):
+            changes["optim.lr"] = lr_text(choice.best)
+            why += "; " + _lr_why(choice)
+        label = ",".join(f"{k.split('.')[-1]}={v}" for k, v in changes.items())
+        proposals.append(Proposal(label, changes, why))
+    return proposals
+
+
+def _same_lr(a: float, b: float) -> bool:
+    return 1 / SAME_LR <= a / b <= SAME_LR
+
+
+def _lr_why(choice: LrChoice) -> str:
+    tried = ", ".join(f"{lr_text(lr)}: " + ("diverged" if v is None else f"val_acc {v:.3f}")
+                      for lr, v in choice.scores.items())
+    valley = choice.sweep.get("optim_lr", {}).get("valley")
+    return (f"the range test's valley was {valley:.2g} and of the LRs confirmed around it ({tried}"
+            f") {lr_text(choice.best)} was best, against the config's {lr_text(choice.current)}"
+            if valley else f"of the LRs confirmed ({tried}) {lr_text(choice.best)} was best")
+
+
+def _not_the_lr(original: dict, choices: list[LrChoice]) -> dict:
+    tried = sorted({lr_text(lr) for c in choices for lr in c.tried})
+    return {"decision": "not the lr",
+            "message": (f"every candidate diverged at every LR tried ({', '.join(tried)}), so the "
+                        f"problem is not the learning rate; at init the config is "
+                        f"{original['verdict']}: {original['advice']}"),
+            "changes": {}, "comparisons": []}
+
+
+def _finish(folder, answer: dict, screening, choices, trial_curves, say) -> dict:
+    answer["at_init"] = {"verdict": screening.original["verdict"],
+                         "advice": screening.original["advice"],
+                         "screened": screening.screened,
+                         "candidates": [{"label": c.label, "verdict": c.report["verdict"]}
+                                        for c in screening.candidates]}
+    answer["lr"] = [{"label": c.label, "valley": c.sweep.get("optim_lr", {}).get("valley"),
+                     "tried": c.tried, "scores": {lr_text(k): v for k, v in c.scores.items()},
+                     "best": c.best} for c in choices]
+    answer["outputs"] = {"recommended": str(folder.recommended) if folder.recommended.exists()
+                         else None, "report": str(folder.report)}
+    write_json(folder.result, answer)
+    write_page(folder, answer, screening, choices, trial_curves)
+    print(summary_text(answer), flush=True)
+    return answer

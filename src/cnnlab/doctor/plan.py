@@ -1,0 +1,98 @@
+"""The doctor's time: the budget as the user wrote it, the clock against it, and the plan of runs
+printed before the trials start ("12 runs x 40 s = 8 min")."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from dataclasses import dataclass
+
+from cnnlab.errors import UserError
+
+UNITS = {"s": 1, "m": 60, "h": 3600}
+BUDGET_FORM = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*$")
+# Share of the budget the range tests and the LR confirmation may take; the trials get the rest.
+LR_SHARE = 0.35
+# Epochs of one LR confirmation run: long enough to tell a good LR from a diverging one.
+CONFIRM_EPOCHS = 1
+
+
+def parse_budget(text: str | float) -> float:
+    """Seconds from "15m", "90s", "1h" or a bare number of seconds."""
+    if isinstance(text, int | float) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        match = BUDGET_FORM.match(str(text))
+        if match is None:
+            raise UserError(f"--budget {text!r} is not a duration; give a number with s, m or h "
+                            "(e.g. --budget 15m, --budget 90s)")
+        seconds = float(match.group(1)) * UNITS[match.group(2) or "s"]
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise UserError(f"--budget {text!r} must be a positive duration, e.g. --budget 15m")
+    return seconds
+
+
+def duration(seconds: float) -> str:
+    """'40 s', '8 min', '1 h 5 min': how the plan and the progress lines say a time."""
+    seconds = max(0.0, seconds)
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.1f} min"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
+
+
+class Clock:
+    """Seconds since the doctor started, and what is left of the budget."""
+
+    def __init__(self, budget: float) -> None:
+        self.budget = budget
+        self.started = time.monotonic()
+
+    def used(self) -> float:
+        return time.monotonic() - self.started
+
+    def left(self) -> float:
+        return self.budget - self.used()
+
+
+@dataclass
+class TrialPlan:
+    """How many paired trials, how long each, and whether they fit what is left."""
+    configs: int  # the original plus the candidates
+    seeds: int
+    epochs: int
+    epoch_seconds: float
+    overhead_seconds: float  # building the model and data of one run
+
+    @property
+    def runs(self) -> int:
+        return self.configs * self.seeds
+
+    @property
+    def run_seconds(self) -> float:
+        return self.overhead_seconds + self.epochs * self.epoch_seconds
+
+    @property
+    def seconds(self) -> float:
+        return self.runs * self.run_seconds
+
+    def line(self) -> str:
+        return (f"plan: {self.runs} runs ({self.configs} configs x {self.seeds} seeds, "
+                f"{self.epochs} epoch{'s' if self.epochs != 1 else ''} each) x "
+                f"{duration(self.run_seconds)} = {duration(self.seconds)}")
+
+
+def fit_trials(configs: int, seeds: int, epochs: int, epoch_seconds: float,
+               overhead_seconds: float, seconds_left: float) -> TrialPlan | None:
+    """The longest trials (at most the config's `epochs`) that fit `seconds_left` for every
+    config and seed; None when not even one epoch each fits. Successive halving stops the
+    losing candidates early, so the plan is the most the trials can take."""
+    for count in range(epochs, 0, -1):
+        plan = TrialPlan(configs, seeds, count, epoch_seconds, overhead_seconds)
+        if plan.seconds <= seconds_left:
+            return plan
+    return None

@@ -1,0 +1,177 @@
+"""`cnnlab doctor` end to end on a tiny synthetic task: a planted init problem is found at init
+and fixed with only its keys changed, a healthy config is kept, an interrupted doctor resumes
+from its study, a budget too small says what budget would do, and nothing is written outside
+--out."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+
+import pytest
+import yaml
+
+from cnnlab.doctor import doctor
+from cnnlab.doctor.answer import KEEP
+from cnnlab.doctor.folder import MARKER
+from cnnlab.errors import UserError
+from tests.conftest import cli
+
+# A 6-layer plain ReLU net without normalization on an easy synthetic task: with normal(0, 0.01)
+# the signal vanishes in the first layer and it stays at chance; a fan-scaled init learns it.
+PLANTED = {
+    "name": "planted", "seed": 0,
+    "data": {"dataset": "synthetic", "batch_size": 32, "val_split": 0.25,
+             "synthetic": {"num_classes": 4, "image_size": 8, "train_size": 384,
+                           "test_size": 64, "noise": 0.1}},
+    "model": {"arch": "plain", "depth": 6, "width": 16, "norm": "none", "activation": "relu",
+              "init": {"name": "normal", "std": 0.01}},
+    "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+    "schedule": {"name": "constant"},
+    "train": {"epochs": 3, "threads": 1, "grad_clip": 1.0},
+    "diagnostics": {"every": 0},
+}
+# Generous: the runs take seconds; a loaded machine must not cut the trials short.
+BUDGET = "10m"
+
+
+def write(folder, raw: dict, name: str = "config.yaml"):
+    path = folder / name
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def flat(raw: dict, prefix: str = "") -> dict:
+    items = {}
+    for key, value in raw.items():
+        if isinstance(value, dict) and not (prefix == "model." and key == "init"):
+            items.update(flat(value, f"{prefix}{key}."))
+        else:
+            items[prefix + key] = value
+    return items
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """One doctor run on the planted problem, in a folder of its own (its cwd)."""
+    folder = tmp_path_factory.mktemp("planted")
+    config = write(folder, PLANTED)
+    before = set(os.listdir(folder))
+    lines: list[str] = []
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        answer = doctor(config, budget=BUDGET, seeds=3, out=folder / "out", say=lines.append)
+    finally:
+        os.chdir(cwd)
+    return {"folder": folder, "config": config, "answer": answer, "lines": lines,
+            "before": before}
+
+
+def test_planted_init_problem_is_found_at_init_and_only_its_keys_change(planted):
+    answer = planted["answer"]
+    assert answer["at_init"]["verdict"] == "vanishing"
+    assert answer["at_init"]["candidates"]
+    assert all(c["verdict"] == "healthy" for c in answer["at_init"]["candidates"])
+    assert answer["decision"] == "change"
+    assert "model.init" in answer["changes"]
+    assert set(answer["changes"]) <= {"model.init", "optim.lr"}
+    winner = next(c for c in answer["comparisons"] if c["label"] == answer["winner"])
+    assert winner["ci"][0] > 0 and winner["n"] >= 2
+    recommended = yaml.safe_load((planted["folder"] / "out" / "recommended.yaml").read_text())
+    changed = {k for k, v in flat(recommended).items() if flat(PLANTED).get(k) != v}
+    assert changed == {"model." + k.split(".")[-1] if k.startswith("model") else k
+                       for k in answer["changes"]}
+    assert recommended["model"]["init"] == answer["changes"]["model.init"]
+    # The plan is printed before the trials start, from the measured epoch time.
+    plan_at = next(i for i, line in enumerate(planted["lines"]) if line.startswith("plan: "))
+    first_trial = next(i for i, line in enumerate(planted["lines"]) if line.startswith("trials:"))
+    assert plan_at < first_trial
+    assert "runs" in planted["lines"][plan_at] and " = " in planted["lines"][plan_at]
+
+
+def test_outputs_go_under_out_only(planted):
+    folder = planted["folder"]
+    assert set(os.listdir(folder)) - planted["before"] == {"out"}
+    out = folder / "out"
+    for name in ("recommended.yaml", "report.html", "doctor.json", MARKER):
+        assert (out / name).exists(), name
+    report = (out / "report.html").read_text()
+    assert "Paired trials" in report and "signal propagation" in report
+    assert json.loads((out / "doctor.json").read_text())["decision"] == "change"
+
+
+def test_a_second_run_resumes_the_study_and_trains_nothing_again(planted):
+    out = planted["folder"] / "out"
+    summaries = sorted(out.rglob("summary.json"))
+    stamps = {path: path.stat().st_mtime_ns for path in summaries}
+    lines: list[str] = []
+    cwd = os.getcwd()
+    os.chdir(planted["folder"])
+    try:
+        answer = doctor(planted["config"], budget=BUDGET, seeds=3, out=out, say=lines.append)
+    finally:
+        os.chdir(cwd)
+    assert not [line for line in lines if ": run " in line]
+    assert sorted(out.rglob("summary.json")) == summaries
+    assert all(path.stat().st_mtime_ns == stamps[path] for path in summaries)
+    assert answer["changes"] == planted["answer"]["changes"]
+
+
+def test_an_interrupted_doctor_resumes_with_its_finished_trials(tmp_path):
+    """Ctrl-C as the third trial starts; the next run goes on from there, training only the
+    trials that had not finished."""
+    raw = copy.deepcopy(PLANTED)
+    raw["model"]["init"] = "kaiming_normal"
+    config = write(tmp_path, raw)
+    out = tmp_path / "out"
+
+    def stop_at_third(line: str) -> None:
+        if line.startswith("trials: run 3/"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        doctor(config, budget=BUDGET, seeds=2, out=out, say=stop_at_third)
+    trial_runs = out / "runs" / "planted-doctor"
+    finished = {p: p.stat().st_mtime_ns for p in trial_runs.rglob("summary.json")}
+    assert len(finished) == 2
+    lines: list[str] = []
+    doctor(config, budget=BUDGET, seeds=2, out=out, say=lines.append)
+    ran = [line for line in lines if line.startswith("trials: run")]
+    assert ran[0].startswith("trials: run 3/")
+    assert all(path.stat().st_mtime_ns == stamp for path, stamp in finished.items())
+
+
+def test_a_healthy_config_is_kept(tmp_path):
+    raw = copy.deepcopy(PLANTED)
+    raw["model"]["init"] = "kaiming_normal"
+    config = write(tmp_path, raw)
+    answer = doctor(config, budget=BUDGET, seeds=2, out=tmp_path / "out", say=lambda _: None)
+    assert answer["at_init"]["verdict"] == "healthy"
+    assert answer["decision"] == KEEP
+    recommended = yaml.safe_load((tmp_path / "out" / "recommended.yaml").read_text())
+    assert flat(recommended) == flat(raw)
+
+
+def test_a_budget_too_small_says_what_budget_would_do(tmp_path):
+    raw = copy.deepcopy(PLANTED)
+    raw["model"]["init"] = "kaiming_normal"  # healthy: no screening, straight to the LR phase
+    config = write(tmp_path, raw)
+    with pytest.raises(UserError) as caught:
+        doctor(config, budget="1s", seeds=3, out=tmp_path / "out", say=lambda _: None)
+    message = str(caught.value)
+    assert "too small for even one trial per candidate" in message
+    assert "would run one epoch of each" in message
+
+
+def test_an_out_folder_with_the_users_files_is_refused(tmp_path):
+    config = write(tmp_path, PLANTED)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    result = cli("doctor", str(config), "--out", str(mine), "--budget", "1m", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "holds files not made by cnnlab doctor" in result.stderr
+    assert (mine / "notes.txt").read_text() == "mine"
+    assert sorted(os.listdir(mine)) == ["notes.txt"]

@@ -1,0 +1,84 @@
+"""The doctor's pure parts: the budget, the plan, the LR bracket, "not the LR", and the decision
+(a candidate wins only by a 95% CI that excludes zero)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cnnlab.doctor.answer import KEEP, Proposal, decide, summary_text
+from cnnlab.doctor.lr import LrChoice, bracket, diverged_everywhere, pick
+from cnnlab.doctor.main import _not_the_lr
+from cnnlab.doctor.plan import fit_trials, parse_budget
+from cnnlab.errors import UserError
+
+
+@pytest.mark.parametrize("text, seconds", [("15m", 900), ("90s", 90), ("1h", 3600),
+                                           ("2.5m", 150), ("45", 45), (30, 30)])
+def test_budgets_are_read_in_seconds(text, seconds):
+    assert parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["soon", "-3m", "0", "15 minutes", "nan"])
+def test_a_budget_that_is_not_a_positive_duration_is_refused(text):
+    with pytest.raises(UserError):
+        parse_budget(text)
+
+
+def test_the_plan_shortens_trials_to_fit_and_says_the_total():
+    plan = fit_trials(configs=4, seeds=3, epochs=10, epoch_seconds=2.0, overhead_seconds=1.0,
+                      seconds_left=130.0)
+    # 12 runs x (1 + 5 x 2) s = 132 s is over 130; 12 x (1 + 4 x 2) s = 108 s fits.
+    assert plan.epochs == 4
+    assert plan.runs == 12 and plan.seconds == 108.0
+    assert plan.line() == "plan: 12 runs (4 configs x 3 seeds, 4 epochs each) x 9.0 s = 1.8 min"
+    assert fit_trials(4, 3, 10, 2.0, 1.0, seconds_left=30.0) is None
+
+
+def _sweep(valley_config: float, valley_optimizer: float, last_lr: float) -> dict:
+    return {"lrs": [1e-5, valley_optimizer, last_lr], "suggestions": {"valley": valley_optimizer},
+            "optim_lr": {"valley": valley_config}}
+
+
+def test_the_bracket_is_3_10_30_times_the_valley_capped_where_the_sweep_blew_up():
+    assert bracket(_sweep(0.01, 0.01, 10.0), current=0.1) == [0.03, 0.1, 0.3]
+    # The loss passed 4x its best at 0.2: nothing above it is tried.
+    assert bracket(_sweep(0.01, 0.01, 0.2), current=0.1) == [0.03, 0.1, 0.2]
+    # In config units: optim.lr is 2x the optimizer's LR here (a batch-scaled LR).
+    assert bracket(_sweep(0.02, 0.01, 0.2), current=0.1) == [0.06, 0.2, 0.4]
+
+
+def test_without_a_valley_the_bracket_is_around_the_configs_own_lr():
+    assert bracket({"lrs": [], "suggestions": {"valley": None}, "optim_lr": {"valley": None}},
+                   current=0.05) == [0.0167, 0.05, 0.15]
+
+
+def test_every_lr_diverged_says_the_problem_is_not_the_lr():
+    choice = LrChoice("original", {}, 0.1, {}, tried=[0.01, 0.1])
+    pick(choice, {"original@lr=0.01": ("diverged", None), "original@lr=0.1": ("diverged", None)})
+    assert diverged_everywhere(choice) and choice.best is None
+    answer = _not_the_lr({"verdict": "exploding", "advice": "forward: std grows"}, [choice])
+    assert "the problem is not the learning rate" in answer["message"]
+    assert "exploding: forward: std grows" in answer["message"]
+    # A run the budget never started is not a divergence.
+    partial = LrChoice("original", {}, 0.1, {}, tried=[0.01, 0.1])
+    pick(partial, {"original@lr=0.01": ("diverged", None)})
+    assert not diverged_everywhere(partial)
+
+
+PROPOSALS = [Proposal("original", {}, "yours"),
+             Proposal("init=kaiming_normal", {"model.init": "kaiming_normal"}, "vanishing")]
+
+
+def test_a_candidate_wins_only_by_a_ci_that_excludes_zero():
+    original = {0: 0.50, 1: 0.52, 2: 0.51}
+    clear = decide(PROPOSALS, {"original": original,
+                               "init=kaiming_normal": {0: 0.80, 1: 0.83, 2: 0.81}})
+    assert clear["decision"] == "change"
+    assert clear["changes"] == {"model.init": "kaiming_normal"}
+    assert clear["comparisons"][0]["ci"][0] > 0
+    noisy = decide(PROPOSALS, {"original": original,
+                               "init=kaiming_normal": {0: 0.80, 1: 0.40, 2: 0.55}})
+    assert noisy["decision"] == KEEP and noisy["changes"] == {}
+    assert KEEP in summary_text(noisy)
+    one_seed = decide(PROPOSALS, {"original": original, "init=kaiming_normal": {0: 0.9}})
+    assert one_seed["decision"] == KEEP
