@@ -26,6 +26,7 @@ from cnnlab.components.kinds import kinded_modules, layer_kind
 from cnnlab.components.norms import is_norm
 from cnnlab.components.torch_activations import out_of_place
 from cnnlab.unit_health import dead_fraction, is_dead, is_saturated, saturated_fraction
+from cnnlab.models.foreign import ForeignModel
 
 # A signal that shrinks or grows by more than this factor across the hidden weight layers is called
 # vanishing or exploding: forward, the output std of a layer against the input images' std;
@@ -181,6 +182,9 @@ class Setup:
     init: str | None = None
     activation: str | None = None
     norm: str | None = None
+    # False for a network cnnlab did not build: its architecture is not a config key, and it may
+    # have shortcuts already (torchvision's resnets do), so the advice does not name resnet20.
+    built_in: bool = True
 
 
 # Inits whose scale follows the layer's fan and the activation's gain (or data, for LSUV).
@@ -228,7 +232,8 @@ def _scale_advice(kind: str, setup: Setup, depth: int) -> str:
     elif setup.init is not None and _init_matches(setup):
         already = (f"{setup.init} already suits {setup.activation}, so the growth comes from depth "
                    f"({depth} weight layers) compounding each layer's excess gain; ")
-    changes.append("shortcuts (model.arch=resnet20) or fewer layers")
+    changes.append("shortcuts (model.arch=resnet20) or fewer layers" if setup.built_in
+                   else "fewer layers, or shortcuts where the network has none")
     return already + "try " + ", ".join(changes[:-1] + ["or " + changes[-1]] if len(changes) > 1
                                          else changes)
 
@@ -388,7 +393,8 @@ def configured_setup(model_cfg, model: nn.Module, example: torch.Tensor
     init = getattr(model_cfg, "init", None)
     setup = Setup(init.default.name if init is not None else None,
                   activation.name if activation is not None else None,
-                  norm.name if norm is not None else None)
+                  norm.name if norm is not None else None,
+                  built_in=not isinstance(model_cfg, ForeignModel))
     shown = {"activation": setup.activation, "norm": setup.norm, "init": setup.init}
     if activation is None:
         traced = trace_activations(model, example)

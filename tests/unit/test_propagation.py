@@ -131,3 +131,14 @@ def test_calibration_rows_keep_their_verdicts():
     for label, wanted in expected.items():
         config, overrides = cases[label]
         assert inspect(cnnlab.load_config(config, overrides), batch_size=64)["verdict"] == wanted
+
+
+def test_advice_for_a_network_cnnlab_did_not_build_does_not_name_resnet20():
+    """A torchvision resnet already has shortcuts, and its architecture is not a config key."""
+    from cnnlab.propagation import Setup, _scale_advice
+
+    built_in = _scale_advice("exploding", Setup("kaiming_normal", "relu", "batch"), 20)
+    foreign = _scale_advice("exploding", Setup(None, "relu", "batch", built_in=False), 20)
+    assert "model.arch=resnet20" in built_in
+    assert "resnet20" not in foreign and "shortcuts where the network has none" in foreign
+    assert "model.init=kaiming_normal" in foreign  # the model's own init is not known to suit
