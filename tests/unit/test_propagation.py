@@ -142,3 +142,46 @@ def test_advice_for_a_network_cnnlab_did_not_build_does_not_name_resnet20():
     assert "model.arch=resnet20" in built_in
     assert "resnet20" not in foreign and "shortcuts where the network has none" in foreign
     assert "model.init=kaiming_normal" in foreign  # the model's own init is not known to suit
+
+
+def test_backward_is_judged_behind_the_norm_that_follows_a_layer():
+    """A conv followed by a batch norm: the gradient at the conv's own output scales with 1 / its
+    weight scale (which the function ignores), so the verdict reads it at the norm's output."""
+    def conv(name, grad):
+        return LayerStats(name, "conv", "Conv2d", std=1.0, grad_norm=grad, weight_std=0.1)
+
+    def norm(name, grad):
+        return LayerStats(name, "norm", "BatchNorm2d", std=1.0, grad_norm=grad)
+
+    layers = [conv("a", 24.0), norm("a_bn", 2.0), conv("b", 1.0), norm("b_bn", 1.0),
+              LayerStats("fc", "linear", "Linear", std=1.0, grad_norm=1.0, weight_std=0.1)]
+    report = verdict(layers, None, Setup(), input_std=1.0)
+    assert report["verdict"] == "healthy" and report["backward_ratio"] == pytest.approx(2.0)
+    # Without the norms the same conv gradients are judged as they are: 24x is exploding.
+    plain = [layers[0], layers[2], layers[4]]
+    assert verdict(plain, None, Setup(), input_std=1.0)["verdict"] == "exploding"
+
+
+def test_torchvision_resnet18_at_its_own_init_is_healthy():
+    """torchvision initializes its convs with kaiming_normal(fan_out); the first conv of 3
+    channels starts 4.6x smaller than fan_in would make it. The network trains as well as with
+    fan_in (README, "Your own network"), so the verdict must not call it exploding."""
+    import torch
+    import torchvision
+
+    from cnnlab.propagation import input_std, measure
+
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None, num_classes=10)
+    # The small-image stem (model.small_input), initialized as torchvision initializes convs.
+    model.conv1 = torch.nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+    torch.nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+    model.maxpool = torch.nn.Identity()
+    images, labels = torch.randn(16, 3, 32, 32), torch.arange(16) % 10
+    layers, symmetric = measure(model, images, labels)
+    report = verdict(layers, symmetric, Setup(None, "relu", "batch", built_in=False),
+                     input_std(images))
+    assert report["verdict"] == "healthy", report["advice"]
+    at_conv1 = next(s for s in layers if s.name == "conv1").grad_norm
+    last = next(s for s in layers if s.name == "layer4.1.conv2").grad_norm
+    assert at_conv1 / last > 16  # the conv's own output would have read exploding
