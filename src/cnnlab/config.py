@@ -274,6 +274,27 @@ def absolute_paths(raw: dict, base: Path) -> dict:
     return raw
 
 
+def config_file_for(source: str | Path, overrides: list[str] | tuple[str, ...],
+                    out: str | Path) -> dict:
+    """The user's config file with their -o overrides applied, to be written to `out` (by
+    `lr-find --apply` and the doctor's recommended.yaml): its own relative paths keep naming the
+    same files when `out` is in another folder, and an -o path means the folder the command ran
+    in."""
+    source = Path(source)
+    raw = read_yaml(source)
+    if source.absolute().parent != Path(out).absolute().parent:
+        absolute_paths(raw, source.absolute().parent)
+    for item in overrides:
+        apply_override(raw, item)
+        key = tuple(item.partition("=")[0].strip().split("."))
+        if key in PATH_KEYS:
+            section, name = key
+            value = raw[section][name]
+            if isinstance(value, str) and value:
+                raw[section][name] = os.path.abspath(Path(value).expanduser())
+    return raw
+
+
 def read_config_file(path: str | Path) -> dict:
     """A config file's mapping with its relative paths made absolute against the file's folder."""
     return absolute_paths(read_yaml(path), Path(path).expanduser().absolute().parent)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import yaml
 from torch import nn
 
 from cnnlab.components.optimizers import build_optimizer, set_lr
-from cnnlab.config import PATH_KEYS, absolute_paths, apply_override, read_yaml
+from cnnlab.config import config_file_for
 from cnnlab.lr_units import LrUnits
 from cnnlab.seeding import derive_seed, rng_state, set_rng_state
 
@@ -252,24 +251,12 @@ def write_applied_config(source, overrides, cfg, lr: float, out) -> float:
     only `optim.lr` changed, set so that the optimizer uses the absolute LR `lr`; returns that
     `optim.lr`. For one_cycle, optim.lr is the peak, so the same key sets it. Relative paths
     keep meaning the same files when `out` is in another folder than `source`."""
-    source, out = Path(source), Path(out)
-    raw = read_yaml(source)
-    if source.absolute().parent != out.absolute().parent:
-        absolute_paths(raw, source.absolute().parent)
-    for item in overrides:
-        apply_override(raw, item)
-        key = tuple(item.partition("=")[0].strip().split("."))
-        if key in PATH_KEYS:
-            # An -o path means the folder the command ran in.
-            section, name = key
-            value = raw[section][name]
-            if isinstance(value, str) and value:
-                raw[section][name] = os.path.abspath(Path(value).expanduser())
+    raw = config_file_for(source, overrides, out)
     value = LrUnits.from_config(cfg).to_config_units(lr)
     optim = raw.get("optim")
     if not isinstance(optim, dict):
         # `optim: adam` (or no section): the name gains an lr key.
         raw["optim"] = optim = {} if optim is None else {"name": optim}
     optim["lr"] = value
-    out.write_text(yaml.safe_dump(raw, sort_keys=False, default_flow_style=False, width=100))
+    Path(out).write_text(yaml.safe_dump(raw, sort_keys=False, default_flow_style=False, width=100))
     return value

@@ -9,13 +9,12 @@ otherwise the answer is "keep your config", with each proposal's interval as the
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from cnnlab.config import PATH_KEYS, absolute_paths, apply_override, read_yaml
+from cnnlab.config import apply_override, config_file_for
 from cnnlab.experiments.statistics import compare_paired
 
 KEEP = "keep your config"
@@ -62,18 +61,7 @@ def _plain(value: float | None) -> float | None:
 def write_recommended(config: str | Path, overrides: list[str], answer: dict, out: Path) -> None:
     """The user's config file with their -o overrides and only the winning keys changed.
     Relative paths keep naming the same files from the --out folder."""
-    source = Path(config)
-    raw = read_yaml(source)
-    if source.absolute().parent != out.absolute().parent:
-        absolute_paths(raw, source.absolute().parent)
-    for item in overrides:
-        apply_override(raw, item)
-        key = tuple(item.partition("=")[0].strip().split("."))
-        if key in PATH_KEYS:
-            section, name = key
-            value = raw[section][name]
-            if isinstance(value, str) and value:
-                raw[section][name] = os.path.abspath(Path(value).expanduser())
+    raw = config_file_for(config, overrides, out)
     for key, value in answer.get("changes", {}).items():
         apply_override(raw, f"{key}={value}")
     out.write_text(yaml.safe_dump(raw, sort_keys=False, default_flow_style=False, width=100))
