@@ -83,7 +83,7 @@ def open_run(run_dir: str | Path, weights: str = "final", device: str = "cpu",
     network, _ = build_model(cfg.model, channels, len(inputs["classes"]), size, cfg.seed,
                              sample_batch=lambda: torch.randn(64, channels, *size),
                              dataset=cfg.data.dataset,
-                             supplied=for_run(cfg, model, f"run {run.path}"))
+                             supplied=for_run(cfg, model, f"run {run.path}"), announce=False)
     load_weights(network, path)
     network = network.to(target).eval()
     mean, std = cfg.data.normalize.mean, cfg.data.normalize.std

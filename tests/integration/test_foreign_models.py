@@ -93,12 +93,15 @@ def test_evaluate_a_torchvision_run(resnet_run):
     assert result["val_acc"] == pytest.approx(summary["final_val_acc"])
 
 
-def test_predict_on_a_torchvision_run(resnet_run, tmp_path):
+def test_predict_on_a_torchvision_run(resnet_run, tmp_path, capsys):
     from PIL import Image
 
     out, _ = resnet_run
     Image.fromarray((torch.rand(16, 16) * 255).byte().numpy()).save(tmp_path / "a.png")
+    capsys.readouterr()
     result = cnnlab.predict(out, [tmp_path / "a.png"], top=2)
+    # Rebuilding a trained network to load its weights is not news: no init note.
+    assert "initialization" not in capsys.readouterr().err
     (prediction,) = result["predictions"]
     assert prediction["class"] in result["classes"] and len(prediction["top"]) == 2
     assert 0.0 < prediction["probability"] <= 1.0

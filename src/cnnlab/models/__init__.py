@@ -53,12 +53,15 @@ def build_model(
     sample_batch: Callable[[], torch.Tensor] | None = None,
     dataset: str = "input",
     supplied: SuppliedModel | None = None,
+    announce: bool = True,
 ) -> tuple[nn.Module, list[Assignment]]:
     """Build the configured architecture and initialize it from its own seeded generator.
-    `supplied` is the network given as `model=`, for `arch: python`."""
+    `supplied` is the network given as `model=`, for `arch: python`. `announce`: print what
+    was done to a foreign network (not when a trained run's network is rebuilt to load its
+    weights)."""
     if isinstance(spec, ForeignModel):
         return _build_foreign(spec, in_channels, num_classes, image_size, seed, sample_batch,
-                              supplied)
+                              supplied, announce)
     check_input(spec, in_channels, num_classes, dataset)
     entry = MODELS.get(spec.arch)
     if spec.drop_path > 0 and not entry.info.residual:
@@ -130,7 +133,8 @@ def check_output(model: nn.Module, example: torch.Tensor, num_classes: int, what
 def _build_foreign(spec: ForeignModel, in_channels: int, num_classes: int,
                    image_size: tuple[int, int], seed: int,
                    sample_batch: Callable[[], torch.Tensor] | None,
-                   supplied: SuppliedModel | None) -> tuple[nn.Module, list[Assignment]]:
+                   supplied: SuppliedModel | None, announce: bool = True
+                   ) -> tuple[nn.Module, list[Assignment]]:
     """Build a network cnnlab did not write, check it against the data, and hand it to the
     foreign-model engine, which applies model.init/activation/norm when they are given."""
     example = torch.randn(2, in_channels, *image_size, generator=generator(seed, "example"))
@@ -145,7 +149,7 @@ def _build_foreign(spec: ForeignModel, in_channels: int, num_classes: int,
     prepared = prepare_foreign_model(model, init=spec.init, activation=spec.activation,
                                      norm=spec.norm, example_input=example,
                                      generator=generator(seed, "init"), sample_batch=sample_batch)
-    for note in prepared.notes:
+    for note in prepared.notes if announce else ():
         print(note, file=sys.stderr)
     return prepared.model, prepared.assignments
 
