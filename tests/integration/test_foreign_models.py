@@ -268,5 +268,6 @@ def test_switching_arch_by_override_keeps_only_the_keys_the_new_one_takes():
     written = to_dict(load_config(config(arch="torchvision.resnet18", small_input=True)))
     back = load_config(written, ["model.arch=simple_cnn"]).model
     assert back.arch == "simple_cnn" and back.activation.name == "relu"
-    there = load_config(config(arch="simple_cnn", widths=[4]), ["model.arch=timm.resnet18"])
-    assert there.model.arch == "timm.resnet18" and there.model.init is None
+    there = load_config(config(arch="simple_cnn", widths=[4]),
+                        ["model.arch=torchvision.resnet18"])
+    assert there.model.arch == "torchvision.resnet18" and there.model.init is None
