@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 
 from cnnlab.doctor.runs import candidate_config, range_test
+from cnnlab.models.user_code import SuppliedModel
 
 BRACKET = (3.0, 10.0, 30.0)  # multiples of the valley suggestion tried
 FALLBACK = (1 / 3, 1.0, 3.0)  # multiples of the config's LR when the sweep suggests nothing
@@ -47,9 +48,10 @@ def bracket(sweep: dict, current: float) -> list[float]:
     return sorted({float(lr_text(min(valley * f, ceiling))) for f in BRACKET})
 
 
-def sweep_config(base: dict, label: str, changes: dict[str, str], say) -> LrChoice:
+def sweep_config(base: dict, label: str, changes: dict[str, str], say,
+                 supplied: SuppliedModel | None = None) -> LrChoice:
     cfg = candidate_config(base, changes)
-    sweep = range_test(cfg)
+    sweep = range_test(cfg, supplied)
     choice = LrChoice(label, changes, cfg.optim.lr, sweep)
     choice.tried = bracket(sweep, cfg.optim.lr)
     valley = sweep.get("optim_lr", {}).get("valley")

@@ -28,6 +28,8 @@ from cnnlab.doctor.trials import Run, curves, enqueue, epoch_seconds, open_phase
     results, serve
 from cnnlab.errors import UserError
 from cnnlab.experiments.design import base_config
+from cnnlab.model_arg import require_factory
+from cnnlab.models.user_code import supplied_model
 from cnnlab.rundir import write_json
 
 # An LR within this factor of the config's own is no change worth recommending.
@@ -37,17 +39,27 @@ SAME_LR = 1.5
 def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
            budget: str | float = "15m", seeds: int = 3, out: str | Path = "doctor",
            workers: int = 1, storage: str | None = None, study: str | None = None,
-           say: Callable[[str], None] | None = None) -> dict:
+           say: Callable[[str], None] | None = None, model: object = None) -> dict:
     """Diagnose the config at `config` (with `overrides`), try the fixes the measurements point
-    to, and write the answer under `out`; returns what doctor.json holds."""
+    to, and write the answer under `out`; returns what doctor.json holds. `model`: your own
+    network as a factory (in_channels, num_classes) -> nn.Module, called for every network the
+    doctor builds (the config's model.init/activation/norm change it as for `arch: python`); its
+    trials run in this process only (workers=1)."""
     say = say or (lambda text: print(f"doctor: {text}", file=sys.stderr, flush=True))
     if seeds < 2:
         raise UserError(f"--seeds {seeds} cannot give a confidence interval; use --seeds 2 or "
                         "more (3 is the default)")
     if workers < 1:
         raise UserError(f"--workers {workers} must be at least 1")
+    supplied = supplied_model(model)
+    if supplied is not None and workers != 1:
+        raise UserError(f"doctor with model= runs every trial in this process, and "
+                        f"workers={workers} would need other processes, which cannot receive a "
+                        "Python object; use workers=1, or put the network in a file and use "
+                        "model: {arch: file, path: ..., factory: ...}")
+    require_factory(supplied, "doctor")
     clock = Clock(parse_budget(budget))
-    base = base_config(str(config), list(overrides))
+    base = base_config(str(config), list(overrides), supplied)
     folder = claim(out)
     storage_url = storage or folder.storage_url
     name = study or f"{load_config(base).name}-doctor"
@@ -55,12 +67,12 @@ def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
     seed_list = [first_seed + k for k in range(seeds)]
 
     say(f"phase 1/4 at init, budget {duration(clock.budget)}")
-    screening = screen(base, say, clock)
+    screening = screen(base, say, clock, supplied)
 
     say(f"phase 2/4 learning rate, {duration(clock.left())} left")
     started = time.monotonic()
-    choices = [sweep_config(base, "original", {}, say)] + [
-        sweep_config(base, c.label, c.changes, say) for c in screening.candidates]
+    choices = [sweep_config(base, "original", {}, say, supplied)] + [
+        sweep_config(base, c.label, c.changes, say, supplied) for c in screening.candidates]
     sweep_seconds = (time.monotonic() - started) / len(choices)
     epochs = load_config(base).train.epochs
     confirm = [Run(confirm_label(c.label, lr), _overrides(c.changes, lr)
@@ -70,7 +82,8 @@ def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
                           [first_seed], pruned=False, epochs=min(CONFIRM_EPOCHS, epochs))
     enqueue(lr_study, confirm, folder.runs)
     lr_deadline = Clock(clock.left() * LR_SHARE + sweep_seconds)
-    serve(lr_study, _earlier(clock, lr_deadline), sweep_seconds, say, "lr", workers, storage_url)
+    serve(lr_study, _earlier(clock, lr_deadline), sweep_seconds, say, "lr", workers, storage_url,
+          supplied)
     confirmed = outcomes(lr_study)
     for choice in choices:
         pick(choice, confirmed)
@@ -103,7 +116,8 @@ def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
                 baseline=p.label == "original" or seed == first_seed)
             for seed in seed_list for p in proposals]
     enqueue(trial_study, runs, folder.runs)
-    finished = serve(trial_study, clock, plan.run_seconds, say, "trials", workers, storage_url)
+    finished = serve(trial_study, clock, plan.run_seconds, say, "trials", workers, storage_url,
+                     supplied)
 
     say("phase 4/4 the answer")
     answer = decide(proposals, results(trial_study))

@@ -2,8 +2,8 @@
 report at init, and the LR range test. The trials train through the study's runner
 (cnnlab.experiments.runner), like `ablate`.
 
-Bringing your own model (a `model=` factory) is wired here: these functions are the only ones
-that turn a config into a network.
+Bringing your own model (a `model=` factory, `supplied`) is wired here: these functions are the
+only ones that turn a config into a network; the trials pass it to the runner (see trials.serve).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from cnnlab.assemble import assemble
 from cnnlab.config import Config, load_config
 from cnnlab.data import DataBundle, load_data
 from cnnlab.lr_finder import lr_find
+from cnnlab.models.user_code import SuppliedModel
 from cnnlab.propagation import inspect_assembly
 
 # One batch is enough to see a signal vanish or explode at init; small keeps screening cheap.
@@ -30,11 +31,12 @@ def shared_data(cfg: Config) -> DataBundle:
     return load_data(cfg.data)
 
 
-def at_init(cfg: Config, data: DataBundle | None = None) -> dict:
+def at_init(cfg: Config, data: DataBundle | None = None,
+            supplied: SuppliedModel | None = None) -> dict:
     """The propagation report (cnnlab inspect's) of `cfg` on one batch."""
-    return inspect_assembly(assemble(cfg, data), SCREEN_BATCH)
+    return inspect_assembly(assemble(cfg, data, supplied=supplied), SCREEN_BATCH)
 
 
-def range_test(cfg: Config) -> dict:
+def range_test(cfg: Config, supplied: SuppliedModel | None = None) -> dict:
     """The LR range test of `cfg` (cnnlab lr-find's), with its suggestions in config units."""
-    return lr_find(cfg, start=SWEEP_START, end=SWEEP_END, steps=SWEEP_STEPS)
+    return lr_find(cfg, start=SWEEP_START, end=SWEEP_END, steps=SWEEP_STEPS, model=supplied)

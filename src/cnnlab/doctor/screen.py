@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from cnnlab.doctor.plan import Clock
 from cnnlab.doctor.runs import at_init, candidate_config, shared_data
 from cnnlab.errors import UserError
+from cnnlab.models.user_code import SuppliedModel
 
 # The choices screened per key. Fixed-scale inits (normal, uniform, constant, zeros) are what the
 # doctor fixes, not what it proposes; inits that only fit one architecture (fixup, dirac,
@@ -69,16 +70,22 @@ def current_value(cfg_dict: dict, key: str) -> str | None:
     return None if value is None else str(value)
 
 
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def key_order(advice: str) -> list[str]:
     """The screened keys, those the verdict's advice names first (its measured cause)."""
     return sorted(SCREENED, key=lambda key: (advice.find(key) < 0, advice.find(key)))
 
 
-def screen(base: dict, say: Callable[[str], None], clock: Clock) -> Screening:
-    """The original's verdict; when it is not healthy, the few best healthy candidates."""
+def screen(base: dict, say: Callable[[str], None], clock: Clock,
+           supplied: SuppliedModel | None = None) -> Screening:
+    """The original's verdict; when it is not healthy, the few best healthy candidates.
+    `supplied`: the network given as model=, its init/activation/norm changed by the config."""
     original_cfg = candidate_config(base, {})
     data = shared_data(original_cfg)
-    original = at_init(original_cfg, data)
+    original = at_init(original_cfg, data, supplied)
     result = Screening(original, screened=1)
     say(f"at init: {original['verdict']}" + ("" if original["verdict"] == "healthy"
                                               else f" ({original['advice']})"))
@@ -88,14 +95,21 @@ def screen(base: dict, say: Callable[[str], None], clock: Clock) -> Screening:
     measured: list[Candidate] = []
 
     limit = clock.budget * SCREEN_SHARE
+    noted: set[str] = set()
 
     def measure(changes: dict[str, str]) -> None:
         if clock.used() > limit:
             return
         try:
-            report = at_init(candidate_config(base, changes), data)
-        except (UserError, ValueError, RuntimeError):
-            return  # not buildable on this network (an init meant for another architecture)
+            report = at_init(candidate_config(base, changes), data, supplied)
+        except (UserError, ValueError, RuntimeError) as error:
+            # Not buildable on this network: an init meant for another architecture, or an
+            # activation a foreign network calls as a function. Said once per key, not per value.
+            key = ",".join(changes)
+            if key not in noted:
+                noted.add(key)
+                say(f"at init: skipped {key} changes on this network ({_first_line(error)})")
+            return
         result.screened += 1
         measured.append(Candidate(changes, report))
 

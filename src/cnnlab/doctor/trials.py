@@ -27,6 +27,7 @@ from cnnlab.experiments.study import create_or_resume, next_trial
 from cnnlab.experiments.trial_queue import DEFAULT_HEARTBEAT, hand_back, heartbeat, \
     requeue_stale
 from cnnlab.metric_names import summary_value
+from cnnlab.models.user_code import SuppliedModel, study_model_source
 from cnnlab.rundir import RunDir, read_json_lines
 
 METRIC = "val_acc"
@@ -48,6 +49,7 @@ def open_phase(storage_url: str, name: str, base: dict, labels: list[str], seeds
     spec = {"kind": "doctor", "config": base, "seeds": seeds, "metric": METRIC,
             "factors": [{"key": "candidate", "values": labels, "baseline": labels[0]}],
             "pruner": "successive_halving" if pruned else "none", "trial_epochs": epochs}
+    spec.update(study_model_source(base))  # a model file: every worker checks it is unchanged
     with store_lock(storage_url, f"study:{name}"):
         return create_or_resume(open_storage(storage_url), name, spec)
 
@@ -72,9 +74,11 @@ def enqueue(study: optuna.Study, runs: list[Run], runs_root: Path) -> int:
 
 
 def serve(study: optuna.Study, clock: Clock, run_seconds: float, say: Callable[[str], None],
-          phase: str, workers: int = 1, storage_url: str | None = None) -> bool:
+          phase: str, workers: int = 1, storage_url: str | None = None,
+          supplied: SuppliedModel | None = None) -> bool:
     """Train the study's waiting runs while the budget holds one more; returns True when every
-    run finished, False when the budget stopped them (the rest stay queued for a resume)."""
+    run finished, False when the budget stopped them (the rest stay queued for a resume).
+    `supplied`: the network given as model= (then workers is 1: it lives in this process)."""
     helpers = _start_helpers(storage_url, study.study_name, workers - 1)
     total = len(study.get_trials(deepcopy=False))
     dropped: set[str] = set()
@@ -93,7 +97,7 @@ def serve(study: optuna.Study, clock: Clock, run_seconds: float, say: Callable[[
                 time.sleep(1.0)  # the helper workers are still training
                 continue
             try:
-                status = _run(study, trial, dropped, total, say, phase, clock)
+                status = _run(study, trial, dropped, total, say, phase, clock, supplied)
             except BaseException:
                 # Interrupted (Ctrl-C) between claiming the run and finishing it: put it back at
                 # once, so a resume takes it without waiting for its heartbeat to go stale.
@@ -112,7 +116,8 @@ def _finished(study: optuna.Study, number: int) -> bool:
 
 
 def _run(study: optuna.Study, trial: optuna.Trial, dropped: set[str], total: int,
-         say: Callable[[str], None], phase: str, clock: Clock) -> str | None:
+         say: Callable[[str], None], phase: str, clock: Clock,
+         supplied: SuppliedModel | None) -> str | None:
     """Train one claimed run; None when it was skipped as part of a dropped candidate."""
     label = trial.user_attrs["label"]
     if label in dropped:
@@ -125,7 +130,7 @@ def _run(study: optuna.Study, trial: optuna.Trial, dropped: set[str], total: int
     say(f"{phase}: run {done + 1}/{total} ({label}, seed {trial.user_attrs['seed']}), "
         f"{duration(clock.left())} left")
     with heartbeat(study, trial, DEFAULT_HEARTBEAT):
-        status = run_trial(study, trial, threads=None, progress=False)
+        status = run_trial(study, trial, threads=None, progress=False, supplied=supplied)
     if status == "pruned":
         dropped.add(label)
         say(f"{phase}: {label} stopped by successive halving (behind the others)")
