@@ -10,7 +10,10 @@ import json
 import os
 
 import pytest
+import torch
 import yaml
+from torch import nn
+from torch.nn import functional as F
 
 from cnnlab.doctor import doctor
 from cnnlab.doctor.answer import KEEP
@@ -177,3 +180,74 @@ def test_an_out_folder_with_the_users_files_is_refused(tmp_path):
     assert "holds files not made by cnnlab doctor" in result.stderr
     assert (mine / "notes.txt").read_text() == "mine"
     assert sorted(os.listdir(mine)) == ["notes.txt"]
+
+
+class PlantedNet(nn.Module):
+    """The planted problem on a network given in Python: 6 plain convs without norm, ReLU called
+    as a function (so the doctor cannot swap the activation), conv weights normal(0, 0.01)."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 32):
+        super().__init__()
+        self.convs = nn.ModuleList(
+            nn.Conv2d(in_channels if i == 0 else width, width, 3, padding=1) for i in range(6))
+        self.head = nn.Linear(width, num_classes)
+        for conv in self.convs:
+            nn.init.normal_(conv.weight, std=0.01)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv in self.convs:
+            x = F.relu(conv(x))
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def without_model(raw: dict) -> dict:
+    raw = copy.deepcopy(raw)
+    del raw["model"]
+    return raw
+
+
+def test_a_factory_model_gets_its_init_problem_found_and_fixed(tmp_path):
+    """model= (a factory): the vanishing signal is found at init on the user's own network, the
+    activation swap its functional ReLU refuses is skipped with a note, and the answer changes
+    model.init only (with perhaps the LR) in recommended.yaml."""
+    raw = without_model(PLANTED)
+    config = write(tmp_path, raw)
+    lines: list[str] = []
+    answer = doctor(config, budget=BUDGET, seeds=3, out=tmp_path / "out", say=lines.append,
+                    model=PlantedNet)
+    assert answer["at_init"]["verdict"] == "vanishing"
+    assert any(line.startswith("at init: skipped model.activation") for line in lines)
+    assert answer["decision"] == "change"
+    assert "model.init" in answer["changes"]
+    assert set(answer["changes"]) <= {"model.init", "optim.lr"}
+    recommended = yaml.safe_load((tmp_path / "out" / "recommended.yaml").read_text())
+    changed = {k for k, v in flat(recommended).items() if flat(raw).get(k) != v}
+    assert changed == {"model.init" if k == "model.init" else k for k in answer["changes"]}
+    assert recommended["model"] == {"init": answer["changes"]["model.init"]}
+
+
+def test_an_instance_with_workers_is_refused_in_one_sentence(tmp_path):
+    config = write(tmp_path, without_model(PLANTED))
+    with pytest.raises(UserError) as caught:
+        doctor(config, workers=2, out=tmp_path / "out", model=PlantedNet(3, 4))
+    message = str(caught.value)
+    assert "workers=2" in message and "arch: file" in message
+    assert message.count(". ") == 0 and "\n" not in message
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(UserError, match="must be a factory"):
+        doctor(config, out=tmp_path / "out", model=PlantedNet(3, 4))
+
+
+def test_a_torchvision_config_runs_end_to_end(tmp_path):
+    raw = copy.deepcopy(PLANTED)
+    raw["model"] = {"arch": "torchvision.resnet18", "small_input": True}
+    raw["data"]["synthetic"].update(train_size=64, test_size=32)
+    raw["train"]["epochs"] = 1
+    config = write(tmp_path, raw)
+    answer = doctor(config, budget="3m", seeds=2, out=tmp_path / "out", say=lambda _: None)
+    assert answer["at_init"]["verdict"]
+    assert answer["decision"] in (KEEP, "change")
+    assert answer["lr"][0]["label"] == "original" and answer["lr"][0]["tried"]
+    assert (tmp_path / "out" / "recommended.yaml").exists()
+    assert any(c["n"] >= 1 for c in answer["comparisons"])
