@@ -1,7 +1,8 @@
 """`cnnlab doctor` end to end on a tiny synthetic task: a planted init problem is found at init
 and fixed with only its keys changed, a healthy config is kept, an interrupted doctor resumes
 from its study, a budget too small says what budget would do, and nothing is written outside
---out."""
+--out. On the user's own network: a model= factory gets its planted init found and fixed, an
+instance with workers is refused, and a torchvision config runs end to end."""
 
 from __future__ import annotations
 
