@@ -44,15 +44,15 @@ class NonFiniteLossError(RuntimeError):
         self.epoch = epoch
 
 
-def did_you_mean(received: str, accepted: Iterable[str]) -> str:
-    """A ' (did you mean X?)' hint for a misspelled name, or ''."""
+def did_you_mean(received: str, accepted: Iterable[str], most: int = 1) -> str:
+    """A ' (did you mean X?)' hint for a misspelled name (up to `most` names, joined by 'or'),
+    or ''."""
     accepted = list(accepted)
     # A name in the wrong case (`Relu`) means that name, not the nearest spelling (`elu`).
     same_but_case = [name for name in accepted if str(name).lower() == str(received).lower()]
-    if same_but_case:
-        return f" (did you mean '{same_but_case[0]}'?)"
-    close = difflib.get_close_matches(str(received), accepted, n=1, cutoff=0.6)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+    close = same_but_case[:1] or difflib.get_close_matches(str(received), accepted, n=most,
+                                                           cutoff=0.6)
+    return f" (did you mean {' or '.join(repr(str(c)) for c in close)}?)" if close else ""
 
 
 def unknown_name(kind: str, received: object, accepted: Iterable[str], list_kind: str) -> UserError:

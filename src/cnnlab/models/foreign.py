@@ -8,7 +8,6 @@ sets `model.init`, `model.activation` or `model.norm` (see cnnlab.foreign_model)
 
 from __future__ import annotations
 
-import difflib
 from functools import cache
 from typing import Any, ClassVar, Literal
 
@@ -18,7 +17,7 @@ from torch import nn
 from cnnlab.components.activations import ActivationSpec
 from cnnlab.components.init import InitConfig
 from cnnlab.components.norms import NormSpec
-from cnnlab.errors import UserError
+from cnnlab.errors import UserError, did_you_mean
 from cnnlab.options import Options, member_tag
 
 TORCHVISION = "torchvision."
@@ -49,11 +48,6 @@ def torchvision_names() -> tuple[str, ...]:
     return tuple(torchvision.models.list_models(module=torchvision.models))
 
 
-def _close(name: str, names: tuple[str, ...] | list[str]) -> str:
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
-
-
 class TorchvisionModel(ForeignModel):
     """`arch: torchvision.NAME`: any torchvision classification builder, built with weights=None,
     its classifier sized to the data and its first convolution to the data's channels."""
@@ -70,8 +64,9 @@ class TorchvisionModel(ForeignModel):
         names = torchvision_names()
         if name not in names:
             raise ValueError(f"model.arch: unknown torchvision model '{name}'"
-                             f"{_close(name, names)}; accepted: torchvision.NAME for a NAME of "
-                             "torchvision.models.list_models(), e.g. torchvision.resnet18")
+                             f"{did_you_mean(name, names, most=3)}; accepted: torchvision.NAME "
+                             "for a NAME of torchvision.models.list_models(), e.g. "
+                             "torchvision.resnet18")
         return arch
 
 
@@ -106,8 +101,8 @@ class TimmModel(ForeignModel):
         name = arch[len(TIMM):]
         if not timm.is_model(name):
             raise ValueError(f"model.arch: unknown timm model '{name}'"
-                             f"{_close(name, timm.list_models())}; accepted: timm.NAME for a "
-                             "NAME of timm.list_models(), e.g. timm.resnet18")
+                             f"{did_you_mean(name, timm.list_models(), most=3)}; accepted: "
+                             "timm.NAME for a NAME of timm.list_models(), e.g. timm.resnet18")
         return arch
 
 
