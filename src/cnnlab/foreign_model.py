@@ -94,15 +94,21 @@ def _channels(traced: Trace, name: str) -> set[int]:
     return {shape[1] for shape in traced.input_shapes.get(name, []) if len(shape) > 1}
 
 
+def _refuse_functional_calls(model: nn.Module, key: str, sites: list, example: str) -> None:
+    """`model.<key>` replaces modules; calls the forward makes itself cannot be, so they are
+    refused by name rather than silently left as they are."""
+    if sites:
+        calls = "; ".join(site.describe() for site in sites)
+        raise UserError(
+            f"model.{key} cannot replace the functional calls {calls}; use {key} modules "
+            f"({example} as attributes of {_owner_name(model)}) in the model, or remove "
+            f"model.{key} to keep the model's own")
+
+
 def replace_activations(model: nn.Module, spec, traced: Trace) -> list[str]:
     """Every activation module replaced by `spec`'s; refused when the forward also applies
     functional activations. Returns the note for the user."""
-    if traced.functional_activations:
-        calls = "; ".join(site.describe() for site in traced.functional_activations)
-        raise UserError(
-            f"model.activation cannot replace the functional calls {calls}; use activation "
-            f"modules (nn.ReLU() as attributes of {_owner_name(model)}) in the model, or remove "
-            f"model.activation to keep the model's own")
+    _refuse_functional_calls(model, "activation", traced.functional_activations, "nn.ReLU()")
     replaced: Counter[str] = Counter()
     for name, module in _slots(model, lambda m: module_activation(m) is not None):
         widths = _channels(traced, name)
@@ -153,12 +159,7 @@ def _fits(new: nn.Module, shapes: list[tuple[int, ...]]) -> bool:
 def replace_norms(model: nn.Module, spec, traced: Trace) -> list[str]:
     """Every plain norm module replaced by `spec`'s (nn.Identity for `none`); refused when the
     forward calls norm functions itself. Returns the notes for the user."""
-    if traced.functional_norms:
-        calls = "; ".join(site.describe() for site in traced.functional_norms)
-        raise UserError(
-            f"model.norm cannot replace the functional calls {calls}; use norm modules "
-            f"(nn.BatchNorm2d as attributes of {_owner_name(model)}) in the model, or remove "
-            f"model.norm to keep the model's own")
+    _refuse_functional_calls(model, "norm", traced.functional_norms, "nn.BatchNorm2d")
     replaced, kept = 0, []
     for name, module in _slots(model, is_norm):
         if spec.name == "none":
