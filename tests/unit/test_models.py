@@ -123,3 +123,13 @@ def test_stochastic_depth_drops_residual_branches_only_in_training(arch):
     assert not torch.equal(first, model(x))
     model.eval()
     assert torch.equal(model(x), model(x))
+
+
+def test_a_built_in_model_too_deep_for_the_images_says_so_in_one_sentence():
+    """Built-in and foreign networks share one first-forward check (models.check_output)."""
+    from cnnlab.config import load_config
+
+    spec = load_config({"model": {"arch": "fastnet"}}).model
+    with pytest.raises(UserError, match=r"model fastnet cannot take 1x1 images with 3 channel"
+                                        r"\(s\) \(RuntimeError: .*set data.image_size"):
+        build_model(spec, 3, 10, (1, 1), 0)

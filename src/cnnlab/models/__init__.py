@@ -70,16 +70,8 @@ def build_model(
                         f"use it with {residual}, or model.dropout/model.dropout2d here")
     ctx = BuildContext(spec, in_channels, num_classes, tuple(image_size))
     model = entry.factory(ctx, spec)
-    try:
-        with torch.no_grad():
-            model.eval()
-            model(torch.zeros(2, in_channels, *image_size))
-    except RuntimeError as error:
-        raise UserError(
-            f"model {spec.arch} cannot take {image_size[0]}x{image_size[1]} images with "
-            f"{in_channels} channel(s) ({str(error).splitlines()[0]}); choose a model for this "
-            f"image size or set data.image_size"
-        ) from None
+    check_output(model, torch.zeros(2, in_channels, *image_size), num_classes,
+                 f"model {spec.arch}")
     model.train()
     assignments = initialize(model, spec.init, spec.activation, generator(seed, "init"),
                              sample_batch)
