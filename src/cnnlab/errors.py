@@ -44,6 +44,18 @@ class NonFiniteLossError(RuntimeError):
         self.epoch = epoch
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an error's message, or its type's name when it has none."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def described(error: BaseException, limit: int = 200) -> str:
+    """'Type: first line' of an error raised by the user's code, for a message naming it."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0][:limit]}" if lines else type(error).__name__
+
+
 def did_you_mean(received: str, accepted: Iterable[str], most: int = 1) -> str:
     """A ' (did you mean X?)' hint for a misspelled name (up to `most` names, joined by 'or'),
     or ''."""

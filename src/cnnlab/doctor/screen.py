@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from cnnlab.doctor.plan import Clock
 from cnnlab.doctor.runs import at_init, candidate_config, shared_data
-from cnnlab.errors import UserError
+from cnnlab.errors import UserError, first_line
 from cnnlab.models.user_code import SuppliedModel
 
 # The choices screened per key. Fixed-scale inits (normal, uniform, constant, zeros) are what the
@@ -70,10 +70,6 @@ def current_value(cfg_dict: dict, key: str) -> str | None:
     return None if value is None else str(value)
 
 
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
-
-
 def key_order(advice: str) -> list[str]:
     """The screened keys, those the verdict's advice names first (its measured cause)."""
     return sorted(SCREENED, key=lambda key: (advice.find(key) < 0, advice.find(key)))
@@ -108,7 +104,7 @@ def screen(base: dict, say: Callable[[str], None], clock: Clock,
             key = ",".join(changes)
             if key not in noted:
                 noted.add(key)
-                say(f"at init: skipped {key} changes on this network ({_first_line(error)})")
+                say(f"at init: skipped {key} changes on this network ({first_line(error)})")
             return
         result.screened += 1
         measured.append(Candidate(changes, report))

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import optuna
 
-from cnnlab.errors import UserError
+from cnnlab.errors import UserError, first_line
 
 try:
     import fcntl
@@ -106,7 +106,7 @@ def _open_database(url: str) -> optuna.storages.RDBStorage:
         except UserError:
             raise
         except Exception as error:  # noqa: BLE001 - any driver error is reported in one sentence
-            cause = _first_line(error)
+            cause = first_line(error)
             contended = any(hint in cause.lower() for hint in CONTENTION_HINTS)
             if contended and time.monotonic() < deadline:
                 time.sleep(0.05 + 0.1 * random.random())
@@ -183,7 +183,7 @@ def _postgres_lock(url: str, purpose: str) -> Iterator[None]:
         engine = create_engine(url, poolclass=NullPool)
         connection = engine.connect()
     except Exception as error:  # noqa: BLE001 - reported like any other unreachable database
-        raise UserError(_database_error(url, _first_line(error), False)) from None
+        raise UserError(_database_error(url, first_line(error), False)) from None
     key = _lock_key(purpose)
     try:
         connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
@@ -199,10 +199,6 @@ def _postgres_lock(url: str, purpose: str) -> Iterator[None]:
 def _lock_key(purpose: str) -> int:
     """A stable signed 63-bit number for a lock name (Python's hash() changes per process)."""
     return int.from_bytes(hashlib.sha256(f"cnnlab:{purpose}".encode()).digest()[:8], "big") >> 1
-
-
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def load_study(storage, name: str, where: str | None = None) -> optuna.Study:

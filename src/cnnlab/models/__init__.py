@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from cnnlab.components.init import Assignment, initialize
-from cnnlab.errors import UserError
+from cnnlab.errors import UserError, described
 from cnnlab.foreign_model import prepare_foreign_model
 from cnnlab.models import fastnet, plain, resnet, simple_cnn, vgg  # noqa: F401 - registers models
 from cnnlab.models.base import MODELS, BuildContext, ModelBase
@@ -107,9 +107,8 @@ def check_output(model: nn.Module, example: torch.Tensor, num_classes: int, what
             out = model(example)
     except Exception as error:  # noqa: BLE001 - a user's network may raise anything
         size = "x".join(str(s) for s in example.shape[2:])
-        first = (str(error).strip().splitlines() or [""])[0][:200]
         raise UserError(f"{what} cannot take {size} images with {example.shape[1]} channel(s) "
-                        f"({type(error).__name__}: {first}); choose a model for this image size "
+                        f"({described(error)}); choose a model for this image size "
                         "or set data.image_size") from None
     finally:
         model.train(was_training)

@@ -21,17 +21,11 @@ from typing import Any
 
 from torch import nn
 
-from cnnlab.errors import UserError
+from cnnlab.errors import UserError, described
 
 # Imported model files by path and content hash: one import per process for the same file, a
 # new one when it changed.
 _IMPORTED: dict[tuple[str, str], ModuleType] = {}
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    detail = f": {text[0][:200]}" if text else ""
-    return f"{type(error).__name__}{detail}"
 
 
 def _readable(path: Path) -> Path:
@@ -91,7 +85,7 @@ def import_model_file(path: str | Path) -> ModuleType:
         spec.loader.exec_module(module)
     except Exception as error:  # noqa: BLE001 - the user's code may raise anything
         del sys.modules[name]
-        raise UserError(f"importing model file {path} raised {_first_line(error)}; fix the "
+        raise UserError(f"importing model file {path} raised {described(error)}; fix the "
                         "file (run `python FILE` to see the traceback)") from None
     _IMPORTED[key] = module
     return module
@@ -104,7 +98,7 @@ def call_factory(factory: Callable[..., Any], in_channels: int, num_classes: int
         model = factory(in_channels, num_classes, **kwargs)
     except Exception as error:  # noqa: BLE001 - the user's code may raise anything
         extra = "".join(f", {k}={v!r}" for k, v in kwargs.items())
-        raise UserError(f"{what} raised {_first_line(error)} when called as "
+        raise UserError(f"{what} raised {described(error)} when called as "
                         f"(in_channels={in_channels}, num_classes={num_classes}{extra}); a "
                         "factory takes (in_channels, num_classes) and returns an nn.Module") \
             from None
