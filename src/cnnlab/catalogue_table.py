@@ -274,7 +274,14 @@ TABLE = {'models': [{'name': 'fastnet',
                  'description': 'Lion (Chen et al. 2023): sign of interpolated momentum; use ~1/5 '
                                 "of AdamW's LR",
                  'keys': ['lr', 'weight_decay', 'decay_bias_and_norm', 'lr_mult', 'scale_lr',
-                          'base_batch_size', 'betas']}],
+                          'base_batch_size', 'betas']},
+                {'name': 'muon',
+                 'description': 'Muon (Jordan et al. 2024): momentum orthogonalised by '
+                                'Newton-Schulz for conv filters, SGD (sgd_*) for every other '
+                                'tensor',
+                 'keys': ['lr', 'weight_decay', 'decay_bias_and_norm', 'lr_mult', 'scale_lr',
+                          'base_batch_size', 'momentum', 'nesterov', 'ns_steps', 'sgd_lr_mult',
+                          'sgd_momentum', 'sgd_nesterov']}],
  'schedules': [{'name': 'constant',
                 'description': 'the same learning rate throughout',
                 'keys': ['warmup', 'unit']},

@@ -13,6 +13,7 @@ from torch import nn
 
 from cnnlab.components.lamb import Lamb
 from cnnlab.components.lion import Lion
+from cnnlab.components.muon import Muon
 from cnnlab.lr_units import LrUnits
 from cnnlab.options import Options, tagged_union
 from cnnlab.registry import Registry
@@ -119,6 +120,20 @@ class LionOptions(OptimizerBase):
     betas: tuple[float, float] = (0.9, 0.99)
 
 
+class MuonOptions(OptimizerBase):
+    lr: float = Field(0.02, gt=0.0, description=(
+        "LR of the Muon part (conv filters); the SGD part takes lr * sgd_lr_mult"))
+    momentum: float = Field(0.95, ge=0.0, lt=1.0, description=(
+        "Muon's momentum; the one cyclic schedules move"))
+    nesterov: bool = Field(True, description="Nesterov momentum for the Muon part")
+    ns_steps: int = Field(5, ge=1, le=50, description=(
+        "Newton-Schulz steps that orthogonalise each conv filter's update"))
+    sgd_lr_mult: float = Field(1.0, gt=0.0, description=(
+        "LR of the SGD part (every tensor that is not a conv filter) relative to lr"))
+    sgd_momentum: float = Field(0.9, ge=0.0, lt=1.0, description="momentum of the SGD part")
+    sgd_nesterov: bool = Field(True, description="Nesterov momentum for the SGD part")
+
+
 COMMON_KEYS = set(OptimizerBase.model_fields)
 
 
@@ -171,6 +186,10 @@ OPTIMIZERS.register("lamb", "LAMB (You et al. 2020): Adam steps rescaled per ten
 OPTIMIZERS.register("lion", "Lion (Chen et al. 2023): sign of interpolated momentum; use ~1/5 "
                     "of AdamW's LR", LionOptions, OptimizerInfo("betas", "decoupled"))(
     _torch_factory(Lion))
+OPTIMIZERS.register("muon", "Muon (Jordan et al. 2024): momentum orthogonalised by Newton-Schulz "
+                    "for conv filters, SGD (sgd_*) for every other tensor",
+                    MuonOptions, OptimizerInfo("momentum", "decoupled"))(
+    _torch_factory(Muon))
 
 
 def no_decay(name: str, param: torch.Tensor) -> bool:
