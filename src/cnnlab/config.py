@@ -33,7 +33,10 @@ DatasetName = Literal[tuple(DATASETS.names())]  # type: ignore[valid-type]
 class AugmentConfig(Options):
     crop_padding: int = Field(0, ge=0, description="random crop after padding this many pixels")
     crop_mode: Literal["zeros", "reflect"] = "zeros"
-    flip: bool = Field(False, description="random horizontal flip")
+    flip: Literal[False, True, "alternate"] = Field(
+        False, description="horizontal flip: true mirrors a random half of every batch; "
+        "alternate mirrors each image at random in the first epoch and then every other epoch "
+        "(airbench), so two consecutive epochs show it both ways")
     cutout: int = Field(0, ge=0, description="side of a random square set to 0 (DeVries 2017)")
 
 
