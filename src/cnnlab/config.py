@@ -178,8 +178,10 @@ class TrainConfig(Options):
                           "costs its time in the first steps (see bench/choices.py)")
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     checkpoint_every: int = Field(0, ge=0, description="optimizer steps; 0: at epoch ends only")
-    tta: Literal["none", "flip"] = Field("none", description="test-time augmentation of "
-                                         "evaluation: flip averages an image and its mirror")
+    tta: Literal["none", "flip", "flip_translate"] = Field(
+        "none", description="test-time augmentation of evaluation, predict and export: flip "
+        "averages an image and its mirror; flip_translate (airbench) also the flip averages of "
+        "1-pixel diagonal shifts (weights 1/2 unshifted, 1/4 each shift)")
     sync_bn: bool = Field(False, description="batch-norm statistics over all processes of a "
                           "distributed run")
     log_every: int = Field(10, ge=1, description="steps between progress updates")
