@@ -92,3 +92,19 @@ def test_flip_accepts_true_false_and_alternate_and_names_them_on_a_typo():
         assert cfg.data.augment.flip == parsed
     with pytest.raises(ConfigError, match="did you mean 'alternate'"):
         load_config({"data": {"dataset": "synthetic"}}, ["data.augment.flip=altenate"])
+
+
+def test_alternate_splits_across_processes_as_one_process_does_it():
+    from cnnlab.data.arrays import ImageSet
+    from cnnlab.data.loaders import TrainBatches
+
+    images = _asymmetric_images(32)
+    spec = AugmentConfig(crop_padding=1, crop_mode="reflect", flip="alternate", cutout=1)
+
+    def epoch(shard):
+        batches = TrainBatches(ImageSet(torch.arange(32), images), 8, 5, torch.device("cpu"),
+                               Augmenter(spec, _identity_normalizer()), shard=shard)
+        return [x for x, _ in batches.epoch(1)]
+
+    for whole, first, second in zip(epoch((0, 1)), epoch((0, 2)), epoch((1, 2))):
+        assert torch.equal(torch.cat([first, second]), whole)
