@@ -170,8 +170,10 @@ def _export(args: argparse.Namespace) -> int:
     check, shape = record["check"], record["input"]["shape"]
     print(f"exported {record['file']} ({record['format']}, {record['exporter']} exporter, "
           f"{record['weights']} weights)")
+    tta = record["input"]["tta_inside"]
+    views = "" if tta == "none" else f" and so is its test-time augmentation ({tta})"
     print(f"  input: images, float32 in [0, 1], N x {' x '.join(map(str, shape[1:]))} (NCHW, any "
-          f"N); the run's normalization is inside the model")
+          f"N); the run's normalization is inside the model{views}")
     print(f"  output: logits for {len(record['output']['classes'])} classes, in the order of "
           "classes.json (softmax gives probabilities)")
     if check["status"] == "skipped":

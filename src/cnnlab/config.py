@@ -33,7 +33,10 @@ DatasetName = Literal[tuple(DATASETS.names())]  # type: ignore[valid-type]
 class AugmentConfig(Options):
     crop_padding: int = Field(0, ge=0, description="random crop after padding this many pixels")
     crop_mode: Literal["zeros", "reflect"] = "zeros"
-    flip: bool = Field(False, description="random horizontal flip")
+    flip: Literal[False, True, "alternate"] = Field(
+        False, description="horizontal flip: true mirrors a random half of every batch; "
+        "alternate mirrors each image at random in the first epoch and then every other epoch "
+        "(airbench), so two consecutive epochs show it both ways")
     cutout: int = Field(0, ge=0, description="side of a random square set to 0 (DeVries 2017)")
 
 
@@ -175,8 +178,10 @@ class TrainConfig(Options):
                           "costs its time in the first steps (see bench/choices.py)")
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     checkpoint_every: int = Field(0, ge=0, description="optimizer steps; 0: at epoch ends only")
-    tta: Literal["none", "flip"] = Field("none", description="test-time augmentation of "
-                                         "evaluation: flip averages an image and its mirror")
+    tta: Literal["none", "flip", "flip_translate"] = Field(
+        "none", description="test-time augmentation of evaluation, predict and export: flip "
+        "averages an image and its mirror; flip_translate (airbench) also the flip averages of "
+        "1-pixel diagonal shifts (weights 1/2 unshifted, 1/4 each shift)")
     sync_bn: bool = Field(False, description="batch-norm statistics over all processes of a "
                           "distributed run")
     log_every: int = Field(10, ge=1, description="steps between progress updates")

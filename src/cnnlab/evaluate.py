@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.runtime import Runtime
+from cnnlab.tta import tta_logits
 
 TOP5_MIN_CLASSES = 10
 
@@ -19,7 +20,7 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
              runtime: Runtime, num_classes: int, world=None, tta: str = "none"
              ) -> dict[str, float]:
     """Mean cross-entropy (no label smoothing), accuracy and, with 10+ classes, top-5 accuracy.
-    With `tta="flip"` the logits are the mean of the image's and its mirror image's.
+    With `tta` other than "none" the logits are averaged over views of each image (cnnlab.tta).
     In a distributed run each process sees its share of the batches and the sums are added."""
     was_training = model.training
     model.eval()
@@ -31,9 +32,7 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
     try:
         for x, y in batches:
             with runtime.autocast():
-                logits = model(x).float()
-                if tta == "flip":
-                    logits = (logits + model(x.flip(3)).float()) / 2
+                logits = tta_logits(model, x, tta)
             loss_sum += F.cross_entropy(logits, y, reduction="sum").double()
             correct += (logits.argmax(1) == y).sum()
             if num_classes >= TOP5_MIN_CLASSES:

@@ -3,8 +3,9 @@ PyTorch before it is trusted.
 
 The exported graph takes pixels, not normalized tensors: float32 images in [0, 1], N x C x H x W
 at the run's channels and image size, any batch size. The run's normalization (mean and std of
-its config.yaml) is inside the graph, and so is flip averaging when the run was evaluated with
-`train.tta: flip`, so the file gives what `cnnlab predict` gives. The output is the logits, one
+its config.yaml) is inside the graph, and so are the test-time augmentation views the run was
+evaluated with (`train.tta: flip` or `flip_translate`, cnnlab.tta), so the file gives what
+`cnnlab predict` gives. The output is the logits, one
 per class, in the order of the run's classes.json (softmax gives the probabilities).
 
 The check runs the exported file (with onnxruntime, or torch.jit.load) on a batch of the run's
@@ -31,6 +32,7 @@ from torch import nn
 from cnnlab.errors import ExportMismatch, UserError, did_you_mean
 from cnnlab.outputs import check_parent_exists
 from cnnlab.rundir import RunDir, export_record_path, unverified_path, write_json
+from cnnlab.tta import tta_logits
 
 FORMATS = ("onnx", "torchscript")
 # Largest |exported - PyTorch| of a logit, as a share of max(1, largest |logit|): float32 kernels
@@ -44,21 +46,17 @@ ONNX_EXTRA = "pip install 'cnnlab[onnx]'"
 
 class ExportedNetwork(nn.Module):
     """Pixels in [0, 1] -> the run's logits: its normalization, its network and, when it was
-    evaluated so, flip averaging, in one module that exports as one graph."""
+    evaluated so, its test-time augmentation views, in one module that exports as one graph."""
 
-    def __init__(self, model: nn.Module, mean: list[float], std: list[float], flip: bool):
+    def __init__(self, model: nn.Module, mean: list[float], std: list[float], tta: str):
         super().__init__()
         self.model = model
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32)[None, :, None, None])
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32)[None, :, None, None])
-        self.flip = flip
+        self.tta = tta
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = (images - self.mean) / self.std
-        logits = self.model(x)
-        if self.flip:
-            logits = (logits + self.model(x.flip(3))) / 2
-        return logits
+        return tta_logits(self.model, (images - self.mean) / self.std, self.tta)
 
 
 @dataclass
@@ -217,7 +215,7 @@ def export(run_dir: str | Path, format: str = "onnx", out: str | Path | None = N
     cfg = load_config(run.config)
     normalize = cfg.data.normalize
     network = ExportedNetwork(trained.model, list(normalize.mean), list(normalize.std),
-                              flip=trained.tta == "flip").eval()
+                              tta=trained.tta).eval()
     path = Path(out) if out is not None else run.exported_model(format)
     pending = unverified_path(path)
     check = check_batch(cfg, trained.in_channels, trained.image_size, batch)
@@ -237,7 +235,8 @@ def export(run_dir: str | Path, format: str = "onnx", out: str | Path | None = N
                   "dtype": "float32", "range": [0.0, 1.0], "layout": "NCHW",
                   "normalization_inside": {"mean": list(normalize.mean),
                                            "std": list(normalize.std)},
-                  "flip_averaging_inside": network.flip},
+                  "flip_averaging_inside": network.tta != "none",
+                  "tta_inside": network.tta},
         "output": {"name": "logits", "shape": ["batch", len(trained.classes)],
                    "classes": trained.classes},
         "check": {"images": int(check.images.shape[0]), "source": check.source,

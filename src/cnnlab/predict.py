@@ -18,6 +18,7 @@ from cnnlab.data.augment import Normalizer
 from cnnlab.data.imagefolder import EXTENSIONS, decode, default_cache_dir
 from cnnlab.errors import DataError, UserError
 from cnnlab.rundir import RunDir
+from cnnlab.tta import tta_logits
 
 BATCH = 64  # images decoded and classified at a time
 
@@ -141,9 +142,8 @@ def _read(path: Path, channels: int, size: tuple[int, int]) -> torch.Tensor:
 @torch.no_grad()
 def _probabilities(trained: TrainedRun, pixels: torch.Tensor) -> torch.Tensor:
     x = trained.normalizer(pixels.to(trained.device))
-    logits = trained.model(x).float()
-    if trained.tta == "flip":  # the run was evaluated with flip averaging; predict the same way
-        logits = (logits + trained.model(x.flip(3)).float()) / 2
+    # The views the run was evaluated with (train.tta): predict the same way.
+    logits = tta_logits(trained.model, x, trained.tta)
     return torch.softmax(logits, dim=1).cpu()
 
 

@@ -138,3 +138,36 @@ def test_when_the_dynamo_exporter_fails_the_torchscript_based_one_is_used_with_a
 ])
 def test_the_tolerance_is_relative_to_the_logit_scale(reference, exported, passed):
     assert exporting.compare(reference, exported)["passed"] is passed
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+@pytest.mark.parametrize("format", ["onnx", "torchscript"])
+def test_a_run_evaluated_with_flip_translate_exports_its_six_views(tmp_path, format):
+    from cnnlab.predict import _probabilities, open_run
+
+    if format == "onnx":
+        ort = pytest.importorskip("onnxruntime")
+    config = json.loads(json.dumps(TINY))
+    config["data"]["synthetic"]["image_size"] = 16
+    config["train"].update(epochs=1, tta="flip_translate")
+    run = tmp_path / "run"
+    cnnlab.train(cnnlab.Config.model_validate(config), out=run, progress=False)
+    record = cnnlab.export(run, format=format, batch=8)
+    assert record["check"]["status"] == "passed"
+    assert record["input"]["tta_inside"] == "flip_translate"
+
+    path = RunDir.open(run).exported_model(format)
+    # Pixels as image files give them (k / 255), so predict reads exactly these images.
+    quantized = (_pixels(5, seed=3) * 255).round().to(torch.uint8)
+    pixels = quantized.float() / 255
+    if format == "onnx":
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        exported = torch.from_numpy(
+            session.run(None, {session.get_inputs()[0].name: pixels.numpy()})[0])
+    else:
+        with torch.no_grad():
+            exported = torch.jit.load(str(path))(pixels)
+    by_predict = _probabilities(open_run(run), quantized)
+    assert torch.allclose(exported.softmax(1), by_predict, atol=exporting.TOLERANCE)
+    # The views are inside the file: its logits are not the plain network's.
+    assert not torch.allclose(exported, _pytorch_logits(run, pixels), atol=exporting.TOLERANCE)

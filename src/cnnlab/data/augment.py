@@ -8,15 +8,34 @@ of where it is in training: a resumed run sees exactly the batches it would have
 A process of a distributed run augments only its rows of the global batch: `part=(offset,
 total)` says the images are rows offset.. of a batch of `total`, and every random draw is made
 for all `total` rows and then sliced, so each row is augmented exactly as in a single process.
+
+Alternating flip (`flip: alternate`) decides per dataset image, not per batch row: an image's
+first-epoch coin is a hash of (seed, its index in the training set), and in every later epoch
+the image is mirrored iff that coin XOR the epoch's parity. It needs the batch's `BatchOrigin`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
+from cnnlab.seeding import derive_seed
+
 # (offset, total): the images are rows offset.. of a global batch of `total` (None: all of it).
 Part = tuple[int, int] | None
+MASK32 = 0xFFFFFFFF
+
+
+@dataclass(frozen=True)
+class BatchOrigin:
+    """Where a training batch's images come from: the run's seed, the epoch (0-based) and each
+    row's index in the training set."""
+
+    seed: int
+    epoch: int
+    indices: torch.Tensor
 
 
 def _draw(sample, n: int, part: Part) -> torch.Tensor:
@@ -54,6 +73,32 @@ def random_flip(images: torch.Tensor, gen: torch.Generator, part: Part = None) -
     coins = _draw(lambda count: torch.rand(count, generator=gen), images.shape[0], part)
     flip = (coins < 0.5).to(images.device)
     return torch.where(flip[:, None, None, None], images.flip(3), images)
+
+
+def mirror(images: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
+    """Mirror left-right the images whose entry of the boolean `which` is true."""
+    return torch.where(which.to(images.device)[:, None, None, None], images.flip(3), images)
+
+
+def image_coins(seed: int, indices: torch.Tensor) -> torch.Tensor:
+    """One fixed coin per training image, a pure function of (seed, image index): a 32-bit
+    integer hash (two multiply-xorshift rounds, which spread every input bit over every output
+    bit) rather than a drawn table, so it costs nothing to keep in a checkpoint, needs no table
+    the size of the dataset, and every process of a distributed run finds the same coin."""
+    key = derive_seed(seed, "flip-coins") & MASK32
+    x = (indices.to(torch.int64) & MASK32) ^ key
+    for _ in range(2):
+        # x < 2**32 and the multiplier < 2**27: the product stays inside int64.
+        x = (((x >> 16) ^ x) * 0x45D9F3B) & MASK32
+    x = (x >> 16) ^ x
+    return (x & 1).bool()
+
+
+def alternating_flips(origin: BatchOrigin) -> torch.Tensor:
+    """airbench's alternating flip (Jordan 2024): epoch 0 mirrors a random half of the images
+    (each image's own coin), every later epoch mirrors an image iff its coin XOR the epoch is
+    odd, so any two consecutive epochs show every image once each way."""
+    return image_coins(origin.seed, origin.indices) ^ bool(origin.epoch % 2)
 
 
 def cutout(x: torch.Tensor, size: int, gen: torch.Generator, part: Part = None) -> torch.Tensor:
@@ -95,13 +140,19 @@ class Augmenter:
     @property
     def active(self) -> bool:
         s = self.spec
-        return s.crop_padding > 0 or s.flip or s.cutout > 0
+        return s.crop_padding > 0 or s.flip is not False or s.cutout > 0
 
-    def __call__(self, images: torch.Tensor, gen: torch.Generator, part: Part = None
-                 ) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, gen: torch.Generator, part: Part = None,
+                 origin: BatchOrigin | None = None) -> torch.Tensor:
+        """Augment one batch; `origin` is needed by `flip: alternate` only (its images'
+        dataset indices, already this process's share when `part` is given)."""
         s = self.spec
         images = random_crop(images, s.crop_padding, gen, s.crop_mode, part)
-        if s.flip:
+        if s.flip == "alternate":
+            if origin is None:
+                raise ValueError("flip: alternate needs the batch's origin (its dataset indices)")
+            images = mirror(images, alternating_flips(origin))
+        elif s.flip is True:
             images = random_flip(images, gen, part)
         x = self.normalize(images)
         return cutout(x, s.cutout, gen, part)

@@ -14,7 +14,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cnnlab.data.arrays import ImageSet
-from cnnlab.data.augment import Augmenter, Normalizer
+from cnnlab.data.augment import Augmenter, BatchOrigin, Normalizer
 from cnnlab.data.imagefolder import decode
 from cnnlab.seeding import generator
 
@@ -95,8 +95,10 @@ class TrainBatches:
             raw = ((x.to(self.device, non_blocking=True), y.to(self.device))
                    for x, y in _stream(self.source, batches, self.workers,
                                        generator(self.seed, "loader", epoch)))
-        for step, (images, labels) in zip(steps, raw):
-            yield self.augment(images, generator(self.seed, "augment", epoch, step), part), labels
+        for step, indices, (images, labels) in zip(steps, batches, raw):
+            origin = BatchOrigin(self.seed, epoch, indices)
+            yield self.augment(images, generator(self.seed, "augment", epoch, step), part,
+                               origin), labels
 
 
 def eval_batches(images: ImageSet, batch_size: int, device: torch.device, normalizer: Normalizer,
