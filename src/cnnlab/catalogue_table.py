@@ -203,9 +203,13 @@ TABLE = {'models': [{'name': 'fastnet',
                            "activation's gain",
             'keys': ['gain', 'nonlinearity']},
            {'name': 'dirac',
-            'description': 'identity: each convolution passes its input through (extra channels '
-                           '0); linear layers get the identity matrix',
-            'keys': []},
+            'description': 'identity: each convolution passes its input through (output channel i '
+                           'copies input channel i); linear layers get the identity matrix. Output '
+                           'channels beyond the inputs: `extra_channels` zeros (default) or '
+                           'torch_default (airbench); `noise` adds N(0, noise^2/fan_in) to every '
+                           "weight, so a conv's output is its input plus a term of variance "
+                           'noise^2 x mean square input',
+            'keys': ['noise', 'extra_channels']},
            {'name': 'torch_default',
             'description': 'what PyTorch does today: kaiming_uniform with a=sqrt(5), i.e. '
                            'U(+-1/sqrt(fan_in)), biases U(+-1/sqrt(fan_in)); ignores the '

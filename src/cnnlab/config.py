@@ -112,6 +112,16 @@ class EmaConfig(Options):
     every: int = Field(1, ge=1, description="update every this many optimizer steps")
 
 
+class LookaheadConfig(Options):
+    every: int = Field(5, ge=1, description="sync the slow weights every this many optimizer "
+                       "steps (Zhang et al.'s k)")
+    decay: float = Field(0.5, ge=0.0, lt=1.0, description="slow <- decay*slow + (1-decay)*fast, "
+                         "then fast <- slow; Zhang et al.'s alpha is 1 - decay")
+    ramp: Literal["none", "cubic"] = Field("none", description="cubic: decay x (step / "
+                                           "total_steps)^3, airbench94's (with decay 0.95^5 = "
+                                           "0.774, every 5)")
+
+
 class EarlyStoppingConfig(Options):
     metric: MetricName = "val_loss"
     mode: Literal["min", "max"] = "min"
@@ -143,6 +153,17 @@ class TrainConfig(Options):
     ema: EmaConfig | None = None
     early_stopping: EarlyStoppingConfig | None = None
     swa: SwaConfig | None = None
+    lookahead: LookaheadConfig | None = Field(None, description="slow weights copied back into "
+                                              "the trained ones every few steps; the run ends "
+                                              "on the slow weights")
+
+    @model_validator(mode="after")
+    def _one_final_weights(self):
+        averaging = "train.ema" if self.ema else "train.swa" if self.swa else None
+        if self.lookahead and averaging:
+            raise ValueError(f"train.lookahead and {averaging} would both decide the final "
+                             f"weights (the slow weights, the average); keep one of them")
+        return self
 
     @model_validator(mode="after")
     def _swa_fits(self):

@@ -53,6 +53,7 @@ from cnnlab.progress import Progress
 from cnnlab.regularization.averaging import WeightAveraging, final_weights, watched_weights
 from cnnlab.regularization.early_stopping import EarlyStopping
 from cnnlab.regularization.ema import WeightEma
+from cnnlab.regularization.lookahead import Lookahead
 from cnnlab.regularization.mixing import mix, mixed_correct, mixed_loss
 from cnnlab.regularization.swa import WeightAverage
 from cnnlab.rundir import RunDir, new_run_path
@@ -204,6 +205,7 @@ class Training:
     schedule: Schedule
     scaler: torch.amp.GradScaler | None
     averages: list[WeightAveraging]  # the weight averages (EMA or SWA), if any
+    lookahead: Lookahead | None  # train.lookahead: slow weights synced into the model
     diagnostics: Diagnostics | None  # on the main process only
     stopper: EarlyStopping | None
     position: Position
@@ -301,6 +303,9 @@ def setup(cfg: Config, run: RunDir, world: distributed.World, progress: bool,
            if cfg.train.ema else None)
     swa = (WeightAverage(model, cfg.train.swa.first_epoch(cfg.train.epochs))
            if cfg.train.swa else None)
+    lookahead = (Lookahead(model, cfg.train.lookahead.every, cfg.train.lookahead.decay,
+                           cfg.train.lookahead.ramp, schedule.ctx.total_steps)
+                 if cfg.train.lookahead else None)
     diagnostics = (Diagnostics(model, cfg.diagnostics.every, cfg.diagnostics.max_samples,
                                cfg.diagnostics.explode_threshold, schedule.ctx.total_steps,
                                cfg.diagnostics.budget)
@@ -319,6 +324,8 @@ def setup(cfg: Config, run: RunDir, world: distributed.World, progress: bool,
     state.register("scaler", scaler)
     state.register("ema", ema)
     state.register("swa", swa)
+    if lookahead is not None:  # a key of its own only when on: other checkpoints keep format 1's
+        state.register("lookahead", lookahead)
     state.register("early_stopping", stopper)
     state.register("diagnostics", LoadsWith(diagnostics, run.path)
                    if diagnostics is not None else None)
@@ -328,6 +335,7 @@ def setup(cfg: Config, run: RunDir, world: distributed.World, progress: bool,
     return Training(
         cfg=cfg, run=run, world=world, assembly=assembly, batches=batches, optimizer=optimizer,
         schedule=schedule, scaler=scaler, averages=[a for a in (ema, swa) if a is not None],
+        lookahead=lookahead,
         diagnostics=diagnostics, stopper=stopper, position=position, state=state,
         shown=Progress(cfg.train.epochs, steps_per_epoch, enabled=progress and world.is_main),
         steps_per_epoch=steps_per_epoch, micro_per_epoch=steps_per_epoch * accumulate,
@@ -474,6 +482,8 @@ def update_weights(training: Training, sampled: bool) -> float:
     training.optimizer.zero_grad(set_to_none=True)
     if stepped:
         pos.step += 1
+        if training.lookahead is not None:
+            training.lookahead.after_step(training.model, pos.step)
         for average in training.averages:
             average.after_step(training.model, pos.step)
     return lr
@@ -650,6 +660,9 @@ def _observe_early_stopping(training: Training, record: dict) -> None:
 def finish(training: Training) -> dict:
     """Settle the final weights, evaluate them on the test split, write them and the summary."""
     pos, run, main, assembly = training.position, training.run, training.main, training.assembly
+    if training.lookahead is not None:
+        # Done at the last step already; again here for a run that stopped before it.
+        training.lookahead.copy_slow_into(training.model)
     final, extra = _final_weights(training)
     if training.diagnostics is not None:
         training.diagnostics.save(run.path)

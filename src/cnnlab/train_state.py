@@ -5,7 +5,8 @@ A component is anything with `state_dict()` and `load_state_dict(state)`; regist
 line in the training setup, and its state then travels in every checkpoint under its name. The
 checkpoint's keys stay those of format 1 (`format`, `model`, `optimizer`, `schedule`, `scaler`,
 `ema`, `swa`, `early_stopping`, `diagnostics`, `position`, `rng`, `config`), with None for a
-component the run does not use, so older checkpoints resume.
+component the run does not use, so older checkpoints resume. A run with train.lookahead adds
+one key, `lookahead` (its slow weights, after `swa`); the others keep exactly format 1's keys.
 """
 
 from __future__ import annotations

@@ -174,3 +174,36 @@ def test_weight_averaging_survives_sigkill_and_resumes_bit_identically(tmp_path,
     kill_then_resume(config, out, moment)
     assert same_weights(weights(out), expected)
     assert json.loads((out / "summary.json").read_text())["swa_epochs"] == 3
+
+
+@pytest.fixture(scope="module")
+def lookahead_reference(tmp_path_factory):
+    # Slow weights synced every 4 steps with airbench's cubic ramp; checkpoints every 9 steps, so
+    # a kill lands between syncs, where the slow and the trained weights differ: a resume must
+    # restore both. Batch norm, so the averaged running statistics are checked too.
+    tmp = tmp_path_factory.mktemp("lookahead-reference")
+    from tests.conftest import TINY
+    import copy
+
+    tiny = copy.deepcopy(TINY)
+    tiny["model"]["norm"] = "batch"
+    config = slow_config(tmp, tiny)
+    raw = yaml.safe_load(config.read_text())
+    raw["train"].pop("ema")
+    raw["train"]["lookahead"] = {"every": 4, "decay": 0.6, "ramp": "cubic"}
+    config = write_config(tmp / "lookahead.yaml", raw)
+    cli("train", str(config), "--out", str(tmp / "ref"), "--quiet", check=True)
+    return (config, load_file(str(tmp / "ref" / "model.safetensors")),
+            json.loads((tmp / "ref" / "summary.json").read_text()))
+
+
+@pytest.mark.parametrize("moment", ["after_first_checkpoint", "after_first_epoch"])
+def test_lookahead_survives_sigkill_and_resumes_bit_identically(tmp_path, lookahead_reference,
+                                                                 moment):
+    config, expected, expected_summary = lookahead_reference
+    out = tmp_path / "run"
+    kill_then_resume(config, out, moment)
+    assert same_weights(load_file(str(out / "model.safetensors")), expected)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["best_val_acc"] == expected_summary["best_val_acc"]
+    assert summary["final_val_acc"] == expected_summary["final_val_acc"]

@@ -247,13 +247,34 @@ def orthogonal(tensor, options, ctx):
     nn.init.orthogonal_(tensor, _gain(options, ctx), generator=ctx.generator)
 
 
-@INITS.register("dirac", "identity: each convolution passes its input through (extra channels 0); "
-                "linear layers get the identity matrix")
+class DiracOptions(Options):
+    noise: float = Field(0.0, ge=0.0, description="std of the Gaussian added to every weight, "
+                         "in units of 1/sqrt(fan_in): N(0, noise^2/fan_in); 0 adds none")
+    extra_channels: Literal["zeros", "torch_default"] = Field(
+        "zeros", description="output channels beyond the input channels (out > in): 0, or "
+        "PyTorch's default U(+-1/sqrt(fan_in)) as airbench does")
+
+
+@INITS.register("dirac", "identity: each convolution passes its input through (output channel i "
+                "copies input channel i); linear layers get the identity matrix. Output channels "
+                "beyond the inputs: `extra_channels` zeros (default) or torch_default (airbench); "
+                "`noise` adds N(0, noise^2/fan_in) to every weight, so a conv's output is its "
+                "input plus a term of variance noise^2 x mean square input", DiracOptions)
 def dirac(tensor, options, ctx):
+    options = options if options is not None else DiracOptions()
     if tensor.dim() == 2:
         nn.init.eye_(tensor)
     else:
         nn.init.dirac_(tensor)
+    inputs = tensor.shape[1]
+    if options.extra_channels == "torch_default" and tensor.shape[0] > inputs:
+        torch_default(tensor[inputs:], None, ctx)
+    if options.noise > 0.0:
+        # Scaled like LeCun normal, so `noise` means the same for every width and kernel size:
+        # the noise term of a conv's output has variance noise^2 times the input's mean square.
+        noise = torch.empty_like(tensor).normal_(0.0, options.noise / math.sqrt(ctx.fan_in),
+                                                 generator=ctx.generator)
+        tensor.add_(noise)
 
 
 @INITS.register("torch_default", "what PyTorch does today: kaiming_uniform with a=sqrt(5), i.e. "
