@@ -24,6 +24,7 @@ import yaml
 from torch import nn
 
 from cnnlab.components.optimizers import build_optimizer, set_lr
+from cnnlab.components.param_roles import drop_frozen_gradients
 from cnnlab.config import config_file_for
 from cnnlab.lr_units import LrUnits
 from cnnlab.seeding import derive_seed, rng_state, set_rng_state
@@ -146,6 +147,7 @@ def range_test(
                 loss = F.cross_entropy(model(x).float(), y, label_smoothing=label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            drop_frozen_gradients(optimizer, epoch=0)  # the sweep stands for the run's start
             optimizer.step()
             value = loss.item() if val_batches is None else _val_loss(model, val_batches,
                                                                        autocast)

@@ -34,6 +34,7 @@ from cnnlab.checkpoint import (LAST, PREVIOUS, DamagedCheckpoint, load_for_resum
                                read_checkpoint, save_weights)
 from cnnlab.config_changes import check_resume_config
 from cnnlab.components.optimizers import build_optimizer, momentum_key, set_hyperparameters
+from cnnlab.components.param_roles import drop_frozen_gradients
 from cnnlab.components.schedules import Schedule, optimizer_steps_per_epoch
 from cnnlab.config import Config, dump_yaml, load_config, to_dict
 from cnnlab.configured_schedule import schedule_for_config
@@ -476,6 +477,8 @@ def update_weights(training: Training, sampled: bool) -> float:
         training.scaler.unscale_(training.optimizer)
     if sampled:
         training.diagnostics.before_update(training.model)  # gradient norms before clipping
+    # Frozen groups (optim.groups) by the epoch alone, so a resumed run freezes the same ones.
+    drop_frozen_gradients(training.optimizer, pos.epoch)
     if training.cfg.train.grad_clip is not None:
         torch.nn.utils.clip_grad_norm_(training.model.parameters(), training.cfg.train.grad_clip)
     stepped = optimizer_step(training.optimizer, training.scaler)

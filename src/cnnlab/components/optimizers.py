@@ -1,5 +1,6 @@
 """Optimizers by name, with parameter groups: no weight decay on biases and norm parameters by
-default, and per-group learning-rate multipliers chosen by parameter-name globs."""
+default, per-group learning-rate multipliers chosen by parameter-name globs, and per-role settings
+and freezing (`optim.groups`, roles read from the modules: cnnlab.components.param_roles)."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from cnnlab.components.lamb import Lamb
 from cnnlab.components.lion import Lion
 from cnnlab.components.muon import Muon
-from cnnlab.lr_units import LrUnits
+from cnnlab.components.param_roles import GroupRule, check_rules, first_rule, parameter_roles
+from cnnlab.lr_units import LrUnits, torch_weight_decay
 from cnnlab.options import Options, tagged_union
 from cnnlab.registry import Registry
 
@@ -51,6 +53,16 @@ class OptimizerBase(Options):
     # adaptive methods, Hoffer et al. 2017).
     scale_lr: Literal["none", "linear", "sqrt"] = "none"
     base_batch_size: int = Field(256, ge=1)
+    groups: list[GroupRule] = Field(
+        default_factory=list,
+        description="settings by parameter role, first matching rule wins: [{role: bias, "
+                    "lr_mult: 64}, {role: norm_scale, frozen: true}, {role: stem, freeze: "
+                    "{after_epoch: 3}}]")
+
+    @model_validator(mode="after")
+    def _roles_once(self):
+        check_rules(self.groups)
+        return self
 
 
 class SgdOptions(OptimizerBase):
@@ -58,6 +70,16 @@ class SgdOptions(OptimizerBase):
     momentum: float = Field(0.0, ge=0.0, lt=1.0)
     dampening: float = Field(0.0, ge=0.0, le=1.0)
     nesterov: bool = False
+    convention: Literal["torch", "decoupled"] = Field(
+        "torch", description="decoupled: lr and weight_decay per 1024 examples as airbench "
+        "gives them, the decay independent of the LR (formula: cnnlab.lr_units)")
+
+    @model_validator(mode="after")
+    def _scaled_once(self):
+        if self.convention == "decoupled" and self.scale_lr != "none":
+            raise ValueError(f"convention decoupled already scales the LR with the batch size, "
+                             f"received scale_lr {self.scale_lr} too; set scale_lr: none")
+        return self
 
 
 class AdamOptions(OptimizerBase):
@@ -139,7 +161,7 @@ COMMON_KEYS = set(OptimizerBase.model_fields)
 
 def _torch_kwargs(options: Options) -> dict:
     data = options.model_dump()
-    for key in COMMON_KEYS | {"name"}:
+    for key in COMMON_KEYS | {"name", "convention"}:
         data.pop(key, None)
     if "betas" in data:
         data["betas"] = tuple(data["betas"])
@@ -203,20 +225,38 @@ def effective_lr(options: OptimizerBase, batch_size: int) -> float:
 
 
 def parameter_groups(model: nn.Module, options: OptimizerBase) -> list[dict]:
-    groups: dict[tuple[float, float], dict] = {}
+    """The optimizer's groups: parameters with the same weight decay, LR multiplier and
+    `optim.groups` rule share one. A group a role rule decides has `role`, and one that freezes
+    has `trainable_from` / `trainable_until` (0-based epochs, see param_roles.trainable)."""
+    roles = parameter_roles(model) if options.groups else {}
+    groups: dict[tuple, dict] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
+        rule = first_rule(options.groups, roles.get(id(param), ()))
         decay = options.weight_decay
         if not options.decay_bias_and_norm and no_decay(name, param):
             decay = 0.0
         mult = 1.0
-        for rule in options.lr_mult:
-            if fnmatch.fnmatchcase(name, rule.match):
-                mult = rule.mult
+        for glob in options.lr_mult:
+            if fnmatch.fnmatchcase(name, glob.match):
+                mult = glob.mult
                 break
-        group = groups.setdefault((decay, mult), {"params": [], "names": [],
-                                                  "weight_decay": decay, "lr_mult": mult})
+        if rule is not None and rule.weight_decay is not None:
+            decay = rule.weight_decay
+        if rule is not None and rule.lr_mult is not None:
+            mult *= rule.lr_mult
+        decay = torch_weight_decay(options, decay, mult)
+        key = (decay, mult, None if rule is None else rule.role)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = {"params": [], "names": [], "weight_decay": decay,
+                                   "lr_mult": mult}
+            if rule is not None:
+                group["role"] = rule.role
+                first, stop = rule.trainable_epochs()
+                if (first, stop) != (0, None):
+                    group["trainable_from"], group["trainable_until"] = first, stop
         group["params"].append(param)
         group["names"].append(name)
     return list(groups.values())
