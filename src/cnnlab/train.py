@@ -34,7 +34,7 @@ from cnnlab.checkpoint import (LAST, PREVIOUS, DamagedCheckpoint, load_for_resum
                                read_checkpoint, save_weights)
 from cnnlab.config_changes import check_resume_config
 from cnnlab.components.optimizers import build_optimizer, momentum_key, set_hyperparameters
-from cnnlab.components.param_roles import drop_frozen_gradients
+from cnnlab.components.param_roles import describe_groups, drop_frozen_gradients
 from cnnlab.components.schedules import Schedule, optimizer_steps_per_epoch
 from cnnlab.config import Config, dump_yaml, load_config, to_dict
 from cnnlab.configured_schedule import schedule_for_config
@@ -605,6 +605,8 @@ def write_status(training: Training, status: str, extra: dict | None = None) -> 
     """The summary as of now, with `status`; written to the run folder by the first process."""
     summary = _summary(training.cfg, training.run, training.assembly, status, training.position,
                        time.perf_counter() - training.started, extra)
+    if training.cfg.optim.groups:  # which tensors each optim.groups rule reached
+        summary["parameter_groups"] = describe_groups(training.optimizer)
     if training.main:
         training.run.write_summary(summary)
     return summary

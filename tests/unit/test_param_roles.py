@@ -3,6 +3,8 @@ multipliers and weight decay, freezing that leaves a tensor bit-identical while 
 momentum and weight decay, and Adam) and a resumed run that freezes exactly as an uninterrupted
 one; and optim.convention: decoupled against airbench's formulas."""
 
+import json
+
 import pytest
 import torch
 import torchvision
@@ -174,6 +176,11 @@ def test_a_resumed_run_freezes_exactly_as_an_uninterrupted_one(tmp_path, tiny):
     checkpoint = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=True)
     roles = {group.get("role"): group for group in checkpoint["optimizer"]["param_groups"]}
     assert roles["stem"]["trainable_until"] == 2 and roles["norm_scale"]["trainable_until"] == 0
+    groups = {group["role"]: group for group in
+              json.loads((tmp_path / "cut" / "summary.json").read_text())["parameter_groups"]}
+    assert groups["stem"]["trainable_epochs"] == [1, 2]
+    assert groups["norm_scale"]["trainable_epochs"] == [1, 0]
+    assert groups["stem"]["names"] == roles["stem"]["names"]
     # The loop applied the freezing: the norm scales are still at their initial 1.
     assert roles["norm_scale"]["names"]
     assert all(torch.equal(whole[name], torch.ones_like(whole[name]))

@@ -150,3 +150,17 @@ def drop_frozen_gradients(optimizer: torch.optim.Optimizer, epoch: int) -> None:
         if not trainable(group, epoch):
             for param in group["params"]:
                 param.grad = None
+
+
+def describe_groups(optimizer: torch.optim.Optimizer) -> list[dict]:
+    """The optimizer's groups for a run's summary: role (None: no rule), parameter names, LR
+    multiplier, the optimizer's weight decay, and trainable epochs (1-based, inclusive; null
+    last: to the end; an empty range: frozen for the whole run)."""
+    described = []
+    for group in optimizer.param_groups:
+        first, stop = group.get("trainable_from", 0), group.get("trainable_until")
+        described.append({"role": group.get("role"), "names": list(group.get("names", [])),
+                          "lr_mult": group.get("lr_mult", 1.0),
+                          "weight_decay": group["weight_decay"],
+                          "trainable_epochs": [first + 1, stop]})
+    return described
