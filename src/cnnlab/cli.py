@@ -307,6 +307,7 @@ def _schedule(args: argparse.Namespace) -> int:
 def _lr_find(args: argparse.Namespace) -> int:
     from cnnlab.config import load_config
     from cnnlab.lr_finder import lr_find, write_applied_config
+    from cnnlab.lr_units import conversion_name, decoupled
     from cnnlab.outputs import check_parent_exists, check_plot_file
 
     check_plot_file(args.plot)
@@ -345,13 +346,13 @@ def _lr_find(args: argparse.Namespace) -> int:
                           f"{info['median']:.3g}, IQR {info['iqr'][0]:.3g}..{info['iqr'][1]:.3g})")
         in_config = result["optim_lr"][name]
         if lr is not None and in_config != lr:
-            spread += f"  (optim.lr {in_config:.3g} with scale_lr {cfg.optim.scale_lr})"
+            spread += f"  (optim.lr {in_config:.3g} with {conversion_name(cfg.optim)})"
         print(f"  {name:<8} {'no suggestion: the curve has no such point' if lr is None else f'{lr:.3g}'}"
               f"{spread}")
     if args.apply:
         one_cycle = " (the one-cycle peak)" if cfg.schedule.name == "one_cycle" else ""
-        scaled = (f" (the optimizer's LR {valley:.3g} after optim.scale_lr "
-                  f"{cfg.optim.scale_lr})" if cfg.optim.scale_lr != "none" else "")
+        scaled = (f" (the optimizer's LR {valley:.3g} after {conversion_name(cfg.optim)})"
+                  if cfg.optim.scale_lr != "none" or decoupled(cfg.optim) else "")
         print(f"wrote {args.apply} with optim.lr = {applied_lr:.3g}{one_cycle}{scaled}")
     if args.plot:
         print(f"plot: {args.plot}")

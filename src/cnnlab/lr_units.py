@@ -19,7 +19,8 @@ divided by B), so the same update needs, at B images per optimizer step,
 and then each step shrinks the weights by torch lr x torch weight_decay = optim.weight_decay *
 B / K (times the schedule's factor): per example a fixed amount whatever the LR, the batch size
 or a group's LR multiplier. K uses the configured `optim.momentum` (a cyclic momentum schedule
-does not change it). Suggestions of the LR finder stay in `optim.lr` units through `scale`.
+does not change it). Suggestions of the LR finder stay in `optim.lr` units through `scale`; its
+sweep keeps the weight decay that the configured `optim.lr` gives.
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ def lr_scale(options: OptimizerBase, images: int) -> float:
     if options.scale_lr == "sqrt":
         return math.sqrt(ratio)
     return 1.0
+
+
+def conversion_name(options: OptimizerBase) -> str:
+    """What turns `optim.lr` into the optimizer's LR, as messages name it."""
+    return "optim.convention decoupled" if decoupled(options) else \
+        f"optim.scale_lr {options.scale_lr}"
 
 
 def torch_weight_decay(options: OptimizerBase, weight_decay: float, lr_mult: float) -> float:
