@@ -54,7 +54,9 @@ def evaluate(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tenso
 
 # Where and how to run may change between training and evaluation (a GPU run evaluated on a
 # laptop); what is evaluated may not.
-RUNTIME_KEYS = ("train.device", "train.threads", "train.amp", "train.channels_last")
+# Keys eval may change besides data.*: where and how fast it runs, and test-time augmentation,
+# which changes how the trained weights are read, never the weights.
+RUNTIME_KEYS = ("train.device", "train.threads", "train.amp", "train.channels_last", "train.tta")
 
 
 def evaluate_run(run_dir: str | Path, weights: str = "final", split: str = "val",

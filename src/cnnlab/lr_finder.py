@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -203,6 +204,7 @@ def lr_find(cfg, start: float = 1e-7, end: float = 10.0, steps: int = 100, mode:
     units = LrUnits.from_config(cfg)
     lrs = sweep_lrs(start, end, steps, mode)
     runs = []
+    started = time.monotonic()
     for repeat in range(repeats):
         seed = cfg.seed if repeat == 0 else derive_seed(cfg.seed, "lr-find-repeat", repeat)
         assembly = assemble(cfg.model_copy(update={"seed": seed}), supplied=supplied,
@@ -214,6 +216,12 @@ def lr_find(cfg, start: float = 1e-7, end: float = 10.0, steps: int = 100, mode:
                                assembly.runtime.autocast, stop_factor, val,
                                cfg.train.label_smoothing))
     result = dict(runs[0])
+    # What a caller needs to plan training runs on the same data (the doctor sizes its LR
+    # confirmation runs from these): the sweep's time, and the sizes of an epoch and of the
+    # validation set.
+    result.update({"seconds": time.monotonic() - started,
+                   "steps_per_epoch": assembly.train_batches().steps_per_epoch,
+                   "val_images": len(assembly.data.val)})
     # The sweep sets the optimizer's LR itself; `optim_lr` is each suggestion in config units
     # (what `optim.lr` must say for the optimizer to use it, after optim.scale_lr).
     result.update({"mode": mode, "start": start, "end": end, "steps": steps,

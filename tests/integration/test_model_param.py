@@ -149,3 +149,17 @@ def test_a_report_of_a_python_model_run_leaves_out_what_needs_the_network(tmp_pa
     out = build_report([str(tmp_path / "run")], tmp_path / "report.md")
     assert "cannot rebuild" in capsys.readouterr().err
     assert "Errors of the best run" not in out.read_text()
+
+
+def test_eval_reads_the_same_weights_with_another_test_time_augmentation(tmp_path):
+    """`train.tta` changes how eval reads the trained weights, never the weights, so eval takes
+    it as an override (bench/recipe_ablation.py measures TTA this way)."""
+    out = tmp_path / "run"
+    cnnlab.train(cfg(), out=out, model=tiny_factory, progress=False)
+    plain = cnnlab.evaluate_run(out, model=tiny_factory)
+    again = cnnlab.evaluate_run(out, model=tiny_factory, overrides=["train.tta=none"])
+    flipped = cnnlab.evaluate_run(out, model=tiny_factory, overrides=["train.tta=flip"])
+    assert again["val_loss"] == plain["val_loss"]
+    assert flipped["val_loss"] != plain["val_loss"]
+    with pytest.raises(UserError, match="eval takes only"):
+        cnnlab.evaluate_run(out, model=tiny_factory, overrides=["optim.lr=0.1"])

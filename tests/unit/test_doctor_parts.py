@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from cnnlab.doctor.answer import KEEP, Proposal, decide, summary_text
-from cnnlab.doctor.lr import LrChoice, bracket, diverged_everywhere, pick
+from cnnlab.doctor.lr import LrChoice, best_of, bracket, diverged_everywhere, noise, pick
 from cnnlab.doctor.main import _not_the_lr
-from cnnlab.doctor.plan import fit_trials, parse_budget
+from cnnlab.doctor.plan import confirm_epochs, fit_trials, parse_budget
 from cnnlab.errors import UserError
 
 
@@ -39,12 +39,38 @@ def _sweep(valley_config: float, valley_optimizer: float, last_lr: float) -> dic
             "optim_lr": {"valley": valley_config}}
 
 
-def test_the_bracket_is_3_10_30_times_the_valley_capped_where_the_sweep_blew_up():
-    assert bracket(_sweep(0.01, 0.01, 10.0), current=0.1) == [0.03, 0.1, 0.3]
+def test_the_bracket_is_half_decades_around_10x_the_valley_capped_where_the_sweep_blew_up():
+    assert bracket(_sweep(0.01, 0.01, 10.0), current=0.1) == [0.0316, 0.1, 0.316]
     # The loss passed 4x its best at 0.2: nothing above it is tried.
-    assert bracket(_sweep(0.01, 0.01, 0.2), current=0.1) == [0.03, 0.1, 0.2]
+    assert bracket(_sweep(0.01, 0.01, 0.2), current=0.1) == [0.0316, 0.1, 0.2]
     # In config units: optim.lr is 2x the optimizer's LR here (a batch-scaled LR).
-    assert bracket(_sweep(0.02, 0.01, 0.2), current=0.1) == [0.06, 0.2, 0.4]
+    assert bracket(_sweep(0.02, 0.01, 0.2), current=0.1) == [0.0632, 0.2, 0.4]
+
+
+def test_the_pick_is_the_highest_lr_within_noise_of_the_best():
+    # 180 validation images (digits): noise(0.979, 180) = 0.0151.
+    assert noise(0.979, 180) == pytest.approx(0.0151, abs=5e-5)
+    # ResNet-20 on digits, ten epochs on seed 0 (README): 0.979, 0.979, 0.965 -> the highest.
+    assert best_of({0.0538: 0.979, 0.17: 0.979, 0.538: 0.965}, val_images=180) == 0.538
+    # A gap larger than the noise is a real difference: the best stays.
+    assert best_of({0.0538: 0.979, 0.17: 0.90, 0.538: 0.10}, val_images=180) == 0.0538
+    # More images, less noise: the same gap now counts.
+    assert best_of({0.0538: 0.979, 0.17: 0.979, 0.538: 0.965}, val_images=10_000) == 0.17
+    assert best_of({0.01: 0.9, 0.1: None}, val_images=180) == 0.01
+    assert best_of({0.01: None}, val_images=180) is None
+    # Without a validation size: the best, a tie to the lower LR.
+    assert best_of({0.01: 0.95, 0.1: 0.95}) == 0.01
+
+
+def test_confirmations_are_as_long_as_the_config_when_that_fits_else_shorter():
+    # A sweep of 40 steps in 4 s (0.1 s a step), 10 steps an epoch: ~1.3 s an epoch.
+    sweep = {"lrs": [0.0] * 40, "seconds": 4.0, "steps_per_epoch": 10}
+    assert confirm_epochs(9, 10, sweep, overhead_seconds=2.0, seconds=200.0) == (10, 15.0)
+    # 9 x (2 + 3 x 1.3) = 53.1 s fits 60 s; four epochs (64.8 s) do not.
+    count, seconds = confirm_epochs(9, 10, sweep, overhead_seconds=2.0, seconds=60.0)
+    assert count == 3 and seconds == pytest.approx(5.9)
+    # Never less than one epoch, even when nothing fits.
+    assert confirm_epochs(9, 10, sweep, overhead_seconds=2.0, seconds=1.0)[0] == 1
 
 
 def test_without_a_valley_the_bracket_is_around_the_configs_own_lr():

@@ -1,10 +1,14 @@
-"""Phase 2, the learning rate: a range test per config, then a short confirmation of three LRs
-around its suggestion, each trained for one epoch on the first seed.
+"""Phase 2, the learning rate: a range test per config, then a confirmation of three LRs around
+its suggestion, each trained on the first seed for as long as the budget allows (the config's
+full length when it fits; see plan.confirm_epochs).
 
 The finder's valley sits below the LR that trains best: on digits it was 10-25x below the best
-of a grid, and on a held-out ResNet-20 15x (issue 18). So the three LRs bracket 10x the valley
-geometrically (3x, 10x, 30x), and none goes past the LR where the sweep's loss blew up, where
-training diverges. The confirmation, not the finder, picks among them.
+of a grid, and on a held-out ResNet-20 15x (issue 18). So the three LRs are half a decade apart
+around 10x the valley, and none goes past the LR where the sweep's loss blew up, where training
+diverges. The confirmation, not the finder, picks among them: the highest LR whose val_acc is
+within one standard error of a difference of the best one's. One seed on a small validation set
+cannot rank LRs whose accuracies differ by less than that noise, and where they tie the higher
+LR was as good or better on every model and data measured (README, "cnnlab doctor").
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from dataclasses import dataclass, field
 from cnnlab.doctor.runs import candidate_config, range_test
 from cnnlab.models.user_code import SuppliedModel
 
-BRACKET = (3.0, 10.0, 30.0)  # multiples of the valley suggestion tried
+# Multiples of the valley suggestion tried: half a decade apart, centred on 10x.
+BRACKET = (10 ** 0.5, 10.0, 10 ** 1.5)
 FALLBACK = (1 / 3, 1.0, 3.0)  # multiples of the config's LR when the sweep suggests nothing
 
 
@@ -69,10 +74,27 @@ def pick(choice: LrChoice, outcomes: dict[str, tuple[str, float | None]]) -> Non
         status, value = outcomes.get(confirm_label(choice.label, lr), (None, None))
         if status in ("completed", "diverged"):
             choice.scores[lr] = value
-    finished = {lr: v for lr, v in choice.scores.items() if v is not None}
-    if finished:
-        choice.best = max(finished, key=lambda lr: (finished[lr], -lr))
-        choice.best_value = finished[choice.best]
+    choice.best = best_of(choice.scores, choice.sweep.get("val_images"))
+    if choice.best is not None:
+        choice.best_value = choice.scores[choice.best]
+
+
+def best_of(scores: dict[float, float | None], val_images: int | None = None) -> float | None:
+    """The highest LR whose val_acc is within `noise(best, val_images)` of the best among those
+    that finished (None: none did); without `val_images`, the best (a tie to the lower LR)."""
+    finished = {lr: v for lr, v in scores.items() if v is not None}
+    if not finished:
+        return None
+    best = max(finished.values())
+    if not val_images:
+        return max(finished, key=lambda lr: (finished[lr], -lr))
+    return max(lr for lr, v in finished.items() if v >= best - noise(best, val_images))
+
+
+def noise(accuracy: float, images: int) -> float:
+    """The standard error of the difference of two accuracies near `accuracy`, each measured on
+    `images` validation images: sqrt(2 p (1 - p) / n)."""
+    return math.sqrt(2.0 * accuracy * (1.0 - accuracy) / images)
 
 
 def confirm_label(label: str, lr: float) -> str:

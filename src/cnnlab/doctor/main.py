@@ -21,7 +21,7 @@ from cnnlab.doctor.evidence import write_page
 from cnnlab.doctor.folder import claim
 from cnnlab.doctor.lr import LrChoice, confirm_label, diverged_everywhere, lr_text, pick, \
     sweep_config
-from cnnlab.doctor.plan import CONFIRM_EPOCHS, LR_SHARE, Clock, duration, fit_trials, \
+from cnnlab.doctor.plan import LR_SHARE, Clock, confirm_epochs, duration, fit_trials, \
     parse_budget
 from cnnlab.doctor.screen import screen
 from cnnlab.doctor.trials import Run, curves, enqueue, epoch_seconds, open_phase, outcomes, \
@@ -75,14 +75,20 @@ def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
         sweep_config(base, c.label, c.changes, say, supplied) for c in screening.candidates]
     sweep_seconds = (time.monotonic() - started) / len(choices)
     epochs = load_config(base).train.epochs
+    labels = [confirm_label(c.label, lr) for c in choices for lr in c.tried]
+    length, run_seconds = confirm_epochs(len(labels), epochs, choices[0].sweep, sweep_seconds,
+                                         clock.left() * LR_SHARE)
+    lr_study = open_phase(storage_url, f"{name}-lr", base, labels, [first_seed], pruned=False,
+                          epochs=length)
+    # A resumed study keeps the length it started with.
+    length = lr_study.user_attrs["trial_epochs"]
+    say(f"lr: {len(labels)} confirmation runs of {length} epoch{'s' if length != 1 else ''}")
     confirm = [Run(confirm_label(c.label, lr), _overrides(c.changes, lr)
-                   + (f"train.epochs={min(CONFIRM_EPOCHS, epochs)}",), first_seed)
+                   + (f"train.epochs={length}",), first_seed)
                for c in choices for lr in c.tried]
-    lr_study = open_phase(storage_url, f"{name}-lr", base, [r.label for r in confirm],
-                          [first_seed], pruned=False, epochs=min(CONFIRM_EPOCHS, epochs))
     enqueue(lr_study, confirm, folder.runs)
-    lr_deadline = Clock(clock.left() * LR_SHARE + sweep_seconds)
-    serve(lr_study, _earlier(clock, lr_deadline), sweep_seconds, say, "lr", workers, storage_url,
+    lr_deadline = Clock(clock.left() * LR_SHARE + run_seconds)
+    serve(lr_study, _earlier(clock, lr_deadline), run_seconds, say, "lr", workers, storage_url,
           supplied)
     confirmed = outcomes(lr_study)
     for choice in choices:
