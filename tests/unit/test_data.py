@@ -5,10 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from cnnlab.config import load_config
 from cnnlab.data import load_data
+from cnnlab.data.augment import random_crop
 from cnnlab.data.arrays import stratified_split
 from cnnlab.data.augment import cutout, random_crop, random_flip
 from cnnlab.errors import DataError
@@ -289,3 +291,20 @@ def test_a_folder_with_one_class_is_refused_in_one_sentence(tmp_path):
     # Forcing num_classes does not help when every training label is the same.
     with pytest.raises(DataError, match="a classifier needs at least two"):
         load_data(data_cfg(dataset="imagefolder", root=str(root), val_split=0, num_classes=2))
+
+
+def test_reflect_translation_is_a_shift_of_the_reflect_padded_image_by_up_to_padding():
+    """airbench's `translate: 2`: each image moved by a uniform offset in [-2, 2] per axis, the
+    uncovered edge filled by reflection."""
+    images = torch.arange(64 * 3 * 8 * 8, dtype=torch.uint8).reshape(64, 3, 8, 8) % 251
+    gen = torch.Generator().manual_seed(0)
+    moved = random_crop(images, 2, gen, mode="reflect")
+    padded = F.pad(images.float(), (2, 2, 2, 2), mode="reflect").to(torch.uint8)
+    seen = set()
+    for k in range(len(images)):
+        offsets = [(dy, dx) for dy in range(5) for dx in range(5)
+                   if torch.equal(moved[k], padded[k, :, dy:dy + 8, dx:dx + 8])]
+        assert offsets, f"image {k} is not a window of its reflect-padded copy"
+        seen.update(offsets)
+    # 64 images spread over the 25 offsets: most of them occur.
+    assert len(seen) >= 15
