@@ -10,7 +10,6 @@ from PIL import Image
 
 from cnnlab.config import load_config
 from cnnlab.data import load_data
-from cnnlab.data.augment import random_crop
 from cnnlab.data.arrays import stratified_split
 from cnnlab.data.augment import cutout, random_crop, random_flip
 from cnnlab.errors import DataError
