@@ -7,9 +7,9 @@ For one config (with -o overrides) this runs the doctor's own LR phase pieces: i
 (`cnnlab.doctor.runs.range_test`) and its bracket around the valley (`cnnlab.doctor.lr.bracket`).
 Then it trains a grid of LRs half a decade apart, from 1/10 to 100x the valley, at the config's
 full length over --seeds seeds, which contains the bracket. It prints, for each way of
-confirming (one epoch on the first seed, or the config's full length on the first seed, with the
-doctor's pick rule `cnnlab.doctor.lr.best_of`, the highest LR within noise of the best), the LR picked and its ratio to the
-grid's best mean val_acc.
+confirming (one epoch on the first seed, or the config's full length on the first seed, with
+the doctor's pick rule `cnnlab.doctor.lr.best_of`, the highest LR within noise of the best), the
+LR picked and its ratio to the grid's best mean val_acc (to the nearest, where several tie).
 """
 
 from __future__ import annotations
@@ -28,10 +28,13 @@ from cnnlab.errors import NonFiniteLossError
 
 def final_acc(cfg, out: Path) -> float:
     """Final val_acc of one run; a run that diverged counts as 0, as in the doctor."""
-    try:
-        summary = cnnlab.train(cfg, out=out, progress=False)
-    except NonFiniteLossError:
-        return 0.0
+    if (out / "summary.json").exists():  # finished earlier: run the command again to reuse it
+        summary = json.loads((out / "summary.json").read_text())
+    else:
+        try:
+            summary = cnnlab.train(cfg, out=out, progress=False)
+        except NonFiniteLossError:
+            return 0.0
     value = summary.get("final_val_acc")
     return 0.0 if value is None or not math.isfinite(value) else float(value)
 
@@ -52,7 +55,10 @@ def main() -> None:
     tried = bracket(sweep, cfg.optim.lr)
     # The grid: the bracket's points and half-decades around them (1/10 to 100x the valley).
     step = math.sqrt(10.0)
-    grid = sorted({float(lr_text(tried[0] * step ** k)) for k in range(-3, 5)} | set(tried))
+    # (A point within 2% of a bracket LR, a rounding apart, is that LR.)
+    around = [float(lr_text(tried[0] * step ** k)) for k in range(-3, 5)]
+    grid = sorted(set(tried) | {lr for lr in around
+                                if all(abs(lr / t - 1) > 0.02 for t in tried)})
     seeds = [cfg.seed + k for k in range(args.seeds)]
     full = {lr: [final_acc(cnnlab.load_config(args.config, overrides + [
         f"optim.lr={lr}", f"seed={seed}"]), out / f"lr{lr}-s{seed}") for seed in seeds]
@@ -71,7 +77,7 @@ def main() -> None:
     print(f"config: {args.config} {' '.join(args.override)}; {cfg.train.epochs} epochs, "
           f"{args.seeds} seeds per grid point")
     print(f"{val_images} validation images: noise(0.95) = {noise(0.95, val_images):.4f}")
-    print(f"range test valley {valley:.3g}; bracket (x{', x'.join(f'{f:.3g}' for f in BRACKET)})"
+    print(f"range test valley {valley if valley is None else f'{valley:.3g}'}; bracket (x{', x'.join(f'{f:.3g}' for f in BRACKET)})"
           f": {', '.join(lr_text(lr) for lr in tried)}")
     print("| lr | mean val_acc | per seed | one-epoch val_acc |")
     print("| --- | --- | --- | --- |")

@@ -204,7 +204,7 @@ def lr_find(cfg, start: float = 1e-7, end: float = 10.0, steps: int = 100, mode:
     units = LrUnits.from_config(cfg)
     lrs = sweep_lrs(start, end, steps, mode)
     runs = []
-    started = time.monotonic()
+    step_seconds = 0.0
     for repeat in range(repeats):
         seed = cfg.seed if repeat == 0 else derive_seed(cfg.seed, "lr-find-repeat", repeat)
         assembly = assemble(cfg.model_copy(update={"seed": seed}), supplied=supplied,
@@ -212,14 +212,16 @@ def lr_find(cfg, start: float = 1e-7, end: float = 10.0, steps: int = 100, mode:
         optimizer = build_optimizer(assembly.cfg.optim, assembly.model, units.images_per_step)
         batches = _endless(assembly, seed)
         val = list(assembly.eval_batches("val"))[:4] if validation else None
+        started = time.monotonic()
         runs.append(range_test(assembly.model, optimizer, batches, lrs,
                                assembly.runtime.autocast, stop_factor, val,
                                cfg.train.label_smoothing))
+        step_seconds += (time.monotonic() - started) / max(1, len(runs[-1]["lrs"]))
     result = dict(runs[0])
     # What a caller needs to plan training runs on the same data (the doctor sizes its LR
-    # confirmation runs from these): the sweep's time, and the sizes of an epoch and of the
-    # validation set.
-    result.update({"seconds": time.monotonic() - started,
+    # confirmation runs from these): the mean time of one of the sweep's training steps (not
+    # counting the model and data it built), and the sizes of an epoch and of the validation set.
+    result.update({"step_seconds": step_seconds / repeats,
                    "steps_per_epoch": assembly.train_batches().steps_per_epoch,
                    "val_images": len(assembly.data.val)})
     # The sweep sets the optimizer's LR itself; `optim_lr` is each suggestion in config units

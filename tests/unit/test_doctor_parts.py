@@ -48,7 +48,7 @@ def test_the_bracket_is_half_decades_around_10x_the_valley_capped_where_the_swee
 
 
 def test_the_pick_is_the_highest_lr_within_noise_of_the_best():
-    # 180 validation images (digits): noise(0.979, 180) = 0.0151.
+    # 180 validation images: noise(0.979, 180) = 0.0151.
     assert noise(0.979, 180) == pytest.approx(0.0151, abs=5e-5)
     # ResNet-20 on digits, ten epochs on seed 0 (README): 0.979, 0.979, 0.965 -> the highest.
     assert best_of({0.0538: 0.979, 0.17: 0.979, 0.538: 0.965}, val_images=180) == 0.538
@@ -63,8 +63,8 @@ def test_the_pick_is_the_highest_lr_within_noise_of_the_best():
 
 
 def test_confirmations_are_as_long_as_the_config_when_that_fits_else_shorter():
-    # A sweep of 40 steps in 4 s (0.1 s a step), 10 steps an epoch: ~1.3 s an epoch.
-    sweep = {"lrs": [0.0] * 40, "seconds": 4.0, "steps_per_epoch": 10}
+    # 0.1 s a step, 10 steps an epoch: 1.3 s an epoch with evaluation.
+    sweep = {"lrs": [0.0] * 40, "step_seconds": 0.1, "steps_per_epoch": 10}
     assert confirm_epochs(9, 10, sweep, overhead_seconds=2.0, seconds=200.0) == (10, 15.0)
     # 9 x (2 + 3 x 1.3) = 53.1 s fits 60 s; four epochs (64.8 s) do not.
     count, seconds = confirm_epochs(9, 10, sweep, overhead_seconds=2.0, seconds=60.0)

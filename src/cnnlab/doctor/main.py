@@ -76,7 +76,10 @@ def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
     sweep_seconds = (time.monotonic() - started) / len(choices)
     epochs = load_config(base).train.epochs
     labels = [confirm_label(c.label, lr) for c in choices for lr in c.tried]
-    length, run_seconds = confirm_epochs(len(labels), epochs, choices[0].sweep, sweep_seconds,
+    # What a sweep spent outside its steps (the model and the data) is what a run spends too.
+    overhead = max(0.0, sweep_seconds - choices[0].sweep.get("step_seconds", 0.0)
+                   * len(choices[0].sweep.get("lrs", [])))
+    length, run_seconds = confirm_epochs(len(labels), epochs, choices[0].sweep, overhead,
                                          clock.left() * LR_SHARE)
     lr_study = open_phase(storage_url, f"{name}-lr", base, labels, [first_seed], pruned=False,
                           epochs=length)

@@ -105,9 +105,9 @@ def confirm_epochs(runs: int, epochs: int, sweep: dict, overhead_seconds: float,
     does, at least 1. Length matters because a
     short run favours low LRs: on ResNet-20/digits the one-epoch runs ranked 0.054 first (val_acc
     0.59, against 0.34 at 0.54), and ten epochs ranked 0.54 best over 3 seeds (README, "cnnlab
-    doctor"). An epoch's time is estimated from the range test's steps (`sweep`: lr_find's result)."""
-    steps = max(1, len(sweep.get("lrs", [])))
-    epoch = EPOCH_OVERHEAD * sweep.get("seconds", 0.0) / steps * sweep.get("steps_per_epoch", 1)
+    doctor"). An epoch's time is estimated from the range test's steps (`sweep`: lr_find's result),
+    and `overhead_seconds` is what a run spends outside its epochs (building the model and data)."""
+    epoch = EPOCH_OVERHEAD * sweep.get("step_seconds", 0.0) * sweep.get("steps_per_epoch", 1)
     for count in range(epochs, 0, -1):
         if runs * (overhead_seconds + count * epoch) <= seconds:
             return count, overhead_seconds + count * epoch
