@@ -85,6 +85,7 @@ def assemble(cfg: Config, data: DataBundle | None = None, world: World | None = 
     """The run's parts from its config; `supplied` is the network of an `arch: python` config,
     `given` the data passed in Python (`data=`), converted by cnnlab.data.python_data."""
     world = world or World()
+    layout_auto = cfg.train.channels_last == "auto"
     runtime = resolve_runtime(cfg.train, world)
     runtime.apply()
     data = data or load_data(cfg.data, given)
@@ -94,6 +95,11 @@ def assemble(cfg: Config, data: DataBundle | None = None, world: World | None = 
         cfg.model, data.in_channels, data.num_classes, data.image_size, cfg.seed,
         sample_batch=lambda: sample_batch(data, normalizer).to("cpu"), dataset=cfg.data.dataset,
         supplied=supplied)
+    if layout_auto and runtime.channels_last and narrow_convolutions(model):
+        # torch 2.14's CPU kernels corrupted the heap (a crash, not an error) training a
+        # ResNet-20 of width 4 in channels_last on an AVX2-only CPU; width 8 was fine.
+        runtime.channels_last = cfg.train.channels_last = False
+        normalizer.memory_format = torch.contiguous_format
     memory_format = torch.channels_last if runtime.channels_last else torch.contiguous_format
     model = model.to(runtime.device, memory_format=memory_format)
     if world.distributed and cfg.data.batch_size % world.size:
@@ -103,3 +109,13 @@ def assemble(cfg: Config, data: DataBundle | None = None, world: World | None = 
         check_sync_bn(True, runtime.device)
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return Assembly(cfg, runtime, data, normalizer, model, assignments, world)
+
+
+# Convolutions with fewer output channels than this train in NCHW when the layout is `auto`.
+NARROW_CHANNELS = 8
+
+
+def narrow_convolutions(model: nn.Module) -> bool:
+    """Whether any convolution of `model` has fewer than NARROW_CHANNELS output channels."""
+    return any(isinstance(m, nn.Conv2d) and m.out_channels < NARROW_CHANNELS
+               for m in model.modules())

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+import yaml
 from safetensors import safe_open
 from safetensors.torch import load_file
 
@@ -136,3 +137,15 @@ def test_label_smoothing_applies_to_the_ordinary_training_loss(tmp_path, tiny):
     smoothed, _ = run(tmp_path, tiny, "smoothed", ["train.label_smoothing=0.3"])
     # Smoothed targets put 0.3 of the mass on the other classes: the loss cannot go as low.
     assert smoothed["final_train_loss"] > plain["final_train_loss"] + 0.05
+
+
+def test_narrow_convolutions_train_in_nchw_when_the_layout_is_auto(tmp_path, tiny):
+    """A ResNet-20 of width 4 in channels_last crashed the process (heap corruption in torch's
+    CPU kernels on an AVX2 CPU); `channels_last: auto` now keeps such nets in NCHW, and the
+    run's config records it."""
+    summary, out = run(tmp_path, tiny, "narrow", ["model={arch: resnet20, width: 4}",
+                                                  "train.epochs=1"])
+    assert summary["status"] == "completed"
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["channels_last"] is False
+    _, wide = run(tmp_path, tiny, "wide", ["model={arch: resnet20, width: 8}", "train.epochs=1"])
+    assert yaml.safe_load((wide / "config.yaml").read_text())["train"]["channels_last"] is True
