@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from cnnlab.experiments.statistics import compare_paired
+from cnnlab.runtime import cpu_name
 
 CONFIG = Path(__file__).resolve().parent.parent / "examples" / "cifar10_airbench.yaml"
 
@@ -38,16 +38,6 @@ REMOVALS = {
     "lookahead (plain weights)": ["train.lookahead=null"],
 }
 TTA_ROWS = {"flip + translate TTA (flip only)": "flip", "flip + translate TTA (none)": "none"}
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def train(folder: Path, overrides: list[str]) -> dict | None:
