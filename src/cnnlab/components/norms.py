@@ -24,8 +24,10 @@ class NormInfo:
 
 NORMS: Registry[NormInfo] = Registry("norm", "norms", NormInfo)
 
-NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm, nn.InstanceNorm2d,
-              nn.SyncBatchNorm)
+# Public torch classes only: the private bases (`_BatchNorm`, `_InstanceNorm`) move between torch
+# versions. The lazy variants subclass these, so isinstance covers them too.
+NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm, nn.GroupNorm,
+              nn.LayerNorm, nn.InstanceNorm1d, nn.InstanceNorm2d, nn.InstanceNorm3d)
 
 
 class BatchNormOptions(Options):

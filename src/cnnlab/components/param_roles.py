@@ -30,14 +30,15 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
+from cnnlab.components.norms import NORM_TYPES
 from cnnlab.options import Options
 
 ROLES = ("stem", "classifier", "bias", "norm_scale", "norm_shift", "conv", "linear")
 Role = Literal["stem", "classifier", "bias", "norm_scale", "norm_shift", "conv", "linear"]
 
-NORM_TYPES = (nn.modules.batchnorm._BatchNorm, nn.GroupNorm, nn.LayerNorm,
-              nn.modules.instancenorm._InstanceNorm)
-CONV_TYPES = (nn.modules.conv._ConvNd,)
+# Public classes, not torch's private `_ConvNd` base, which is free to move between versions.
+CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
+              nn.ConvTranspose3d)
 
 
 class FreezeWindow(Options):
