@@ -10,6 +10,7 @@ import copy
 import json
 import os
 
+import optuna
 import pytest
 import torch
 import yaml
@@ -20,6 +21,7 @@ from cnnlab.doctor import doctor
 from cnnlab.doctor.answer import KEEP
 from cnnlab.doctor.folder import MARKER
 from cnnlab.errors import UserError
+from cnnlab.experiments.store import open_storage
 from tests.conftest import cli
 
 # A 6-layer plain ReLU net without normalization on an easy synthetic task: with normal(0, 0.01)
@@ -95,6 +97,29 @@ def test_planted_init_problem_is_found_at_init_and_only_its_keys_change(planted)
     assert "runs" in planted["lines"][plan_at] and " = " in planted["lines"][plan_at]
 
 
+def test_first_seed_trials_read_the_lr_runs_of_their_config_instead_of_training_again(planted):
+    answer = planted["answer"]
+    storage = open_storage(answer["storage"])
+    lr_study = optuna.load_study(study_name=f"{answer['study']}-lr", storage=storage)
+    trial_study = optuna.load_study(study_name=answer["study"], storage=storage)
+    lr_runs = {t.user_attrs["run_dir"]: t for t in lr_study.get_trials()
+               if t.state == optuna.trial.TrialState.COMPLETE}
+    assert lr_study.user_attrs["trial_epochs"] == answer["trial_epochs"] == 3
+    reused = [t for t in trial_study.get_trials() if t.user_attrs["run_dir"] in lr_runs]
+    # Every proposal with its confirmed LR is one of the LR phase's runs on the first seed (the
+    # original too, where the bracket held its own LR).
+    with_lr = {t.user_attrs["label"] for t in trial_study.get_trials() if "lr=" in
+               t.user_attrs["label"]}
+    assert with_lr and with_lr <= {t.user_attrs["label"] for t in reused}
+    plan = next(line for line in planted["lines"] if line.startswith("plan: "))
+    assert f"{len(reused)} reused from the LR phase" in plan
+    for trial in reused:
+        assert trial.user_attrs["seed"] == 0 and trial.value == lr_runs[
+            trial.user_attrs["run_dir"]].value
+        # Its epochs were reported to the pruner, as a run trained here would have been.
+        assert sorted(trial.intermediate_values) == [1, 2, 3]
+
+
 def test_outputs_go_under_out_only(planted):
     folder = planted["folder"]
     assert set(os.listdir(folder)) - planted["before"] == {"out"}
@@ -137,9 +162,9 @@ def test_an_interrupted_doctor_resumes_with_its_finished_trials(tmp_path):
 
     with pytest.raises(KeyboardInterrupt):
         doctor(config, budget=BUDGET, seeds=2, out=out, say=stop_at_third)
-    trial_runs = out / "runs" / "planted-doctor"
-    finished = {p: p.stat().st_mtime_ns for p in trial_runs.rglob("summary.json")}
-    assert len(finished) == 2
+    # The LR phase's runs and the two trials (a first-seed trial may be an LR-phase run).
+    finished = {p: p.stat().st_mtime_ns for p in (out / "runs").rglob("summary.json")}
+    assert len(finished) >= 2
     lines: list[str] = []
     doctor(config, budget=BUDGET, seeds=2, out=out, say=lines.append)
     ran = [line for line in lines if line.startswith("trials: run")]

@@ -7,7 +7,7 @@ import pytest
 
 from cnnlab.doctor.answer import KEEP, Proposal, decide, summary_text
 from cnnlab.doctor.lr import LrChoice, best_of, bracket, diverged_everywhere, noise, pick
-from cnnlab.doctor.main import _not_the_lr
+from cnnlab.doctor.main import _not_the_lr, _reusable
 from cnnlab.doctor.plan import confirm_epochs, fit_trials, parse_budget
 from cnnlab.errors import UserError
 
@@ -32,6 +32,37 @@ def test_the_plan_shortens_trials_to_fit_and_says_the_total():
     assert plan.runs == 12 and plan.seconds == 108.0
     assert plan.line() == "plan: 12 runs (4 configs x 3 seeds, 4 epochs each) x 9.0 s = 1.8 min"
     assert fit_trials(4, 3, 10, 2.0, 1.0, seconds_left=30.0) is None
+
+
+def test_runs_the_lr_phase_already_trained_cost_nothing_so_longer_trials_fit():
+    # As above, but 3 of the 5-epoch runs exist: 9 x (1 + 5 x 2) s = 99 s fits 130 s.
+    plan = fit_trials(4, 3, 10, 2.0, 1.0, seconds_left=130.0, reusable={5: 3})
+    assert plan.epochs == 5 and plan.reused == 3 and plan.seconds == 99.0
+    assert plan.line() == ("plan: 12 runs (4 configs x 3 seeds, 5 epochs each; 3 reused from "
+                           "the LR phase) x 11 s = 1.6 min")
+    # Reused runs of another length change nothing.
+    assert fit_trials(4, 3, 10, 2.0, 1.0, seconds_left=130.0, reusable={7: 3}).epochs == 4
+
+
+def test_a_trial_reuses_an_lr_run_only_when_its_config_is_the_same(tmp_path):
+    base = {"name": "reuse", "seed": 0, "data": {"dataset": "synthetic"},
+            "model": {"arch": "simple_cnn"}, "optim": {"name": "sgd", "lr": 0.05},
+            "train": {"epochs": 3}}
+    original = LrChoice("original", {}, 0.05, {}, tried=[0.0316, 0.1, 0.316])
+    lsuv = LrChoice("init=lsuv", {"model.init": "lsuv"}, 0.05, {}, tried=[0.0316, 0.1, 0.316])
+    folders = {f"{c.label}@lr={lr}": tmp_path / f"{c.label}-{lr}"
+               for c in (original, lsuv) for lr in c.tried}
+    proposals = [Proposal("original", {}, ""),
+                 Proposal("lr=0.1", {"optim.lr": "0.1"}, ""),
+                 Proposal("init=lsuv,lr=0.316", {"model.init": "lsuv", "optim.lr": "0.316"}, "")]
+    found = _reusable(base, proposals, [original, lsuv], folders, epochs=3, seed=0)
+    # The original at its own 0.05 was never confirmed; the other two were, on this seed.
+    assert found == {"lr=0.1": folders["original@lr=0.1"],
+                     "init=lsuv,lr=0.316": folders["init=lsuv@lr=0.316"]}
+    # A confirmation that did not complete has no folder: nothing to reuse.
+    del folders["original@lr=0.1"]
+    assert set(_reusable(base, proposals, [original, lsuv], folders, 3, 0)) == {
+        "init=lsuv,lr=0.316"}
 
 
 def _sweep(valley_config: float, valley_optimizer: float, last_lr: float) -> dict:

@@ -24,8 +24,8 @@ from cnnlab.doctor.lr import LrChoice, confirm_label, diverged_everywhere, lr_te
 from cnnlab.doctor.plan import LR_SHARE, Clock, confirm_epochs, duration, fit_trials, \
     parse_budget
 from cnnlab.doctor.screen import screen
-from cnnlab.doctor.trials import Run, curves, enqueue, epoch_seconds, open_phase, outcomes, \
-    results, serve
+from cnnlab.doctor.trials import Run, completed_folders, curves, enqueue, epoch_seconds, \
+    open_phase, outcomes, results, serve
 from cnnlab.errors import UserError
 from cnnlab.experiments.design import base_config
 from cnnlab.model_arg import require_factory
@@ -103,7 +103,10 @@ def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
     proposals = _proposals(screening, choices)
     say(f"phase 3/4 paired trials, {duration(clock.left())} left")
     measured = epoch_seconds(lr_study) or (sweep_seconds, sweep_seconds)
-    plan = fit_trials(len(proposals), seeds, epochs, measured[0], measured[1], clock.left())
+    # A confirmation run whose config is a proposal's first-seed trial counts as that trial.
+    reuse = _reusable(base, proposals, choices, completed_folders(lr_study), length, first_seed)
+    plan = fit_trials(len(proposals), seeds, epochs, measured[0], measured[1], clock.left(),
+                      reusable={length: len(reuse)})
     if plan is None:
         shortest = fit_trials(max(len(proposals), len(choices)), seeds, 1, measured[0],
                               measured[1], float("inf"))
@@ -119,10 +122,13 @@ def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
                              pruned=plan.epochs >= 3, epochs=plan.epochs)
     # A resumed study keeps the trial length it started with, so its pairs stay comparable.
     trial_epochs = trial_study.user_attrs["trial_epochs"]
+    if trial_epochs != length:
+        reuse = {}
     # The first seed of every config runs to the end, so successive halving judges the later
     # seeds against all of them (not against whichever ran first); the original always does.
     runs = [Run(p.label, _overrides(p.changes, None) + (f"train.epochs={trial_epochs}",), seed,
-                baseline=p.label == "original" or seed == first_seed)
+                baseline=p.label == "original" or seed == first_seed,
+                folder=reuse.get(p.label) if seed == first_seed else None)
             for seed in seed_list for p in proposals]
     enqueue(trial_study, runs, folder.runs)
     finished = serve(trial_study, clock, plan.run_seconds, say, "trials", workers, storage_url,
@@ -144,6 +150,28 @@ def _earlier(first: Clock, second: Clock) -> Clock:
 def _overrides(changes: dict[str, str], lr: float | None) -> tuple[str, ...]:
     items = [f"{k}={v}" for k, v in changes.items()]
     return tuple(items + ([f"optim.lr={lr_text(lr)}"] if lr is not None else []))
+
+
+def _reusable(base: dict, proposals: list[Proposal], choices: list[LrChoice],
+              folders: dict[str, Path], epochs: int, seed: int) -> dict[str, Path]:
+    """label -> the folder of an LR-phase run (finished on `seed`, `epochs` long) whose config is
+    exactly the proposal's first-seed trial of that length: training it again would repeat the
+    same run to the bit, so the trial reads it instead."""
+    trained = [(folders[confirm_label(c.label, lr)],
+                _resolved(base, _overrides(c.changes, lr), epochs, seed))
+               for c in choices for lr in c.tried if confirm_label(c.label, lr) in folders]
+    found = {}
+    for proposal in proposals:
+        wanted = _resolved(base, _overrides(proposal.changes, None), epochs, seed)
+        match = next((folder for folder, cfg in trained if cfg == wanted), None)
+        if match is not None:
+            found[proposal.label] = match
+    return found
+
+
+def _resolved(base: dict, overrides: tuple[str, ...], epochs: int, seed: int) -> dict:
+    return load_config(base, list(overrides) + [f"train.epochs={epochs}", f"seed={seed}"]
+                       ).model_dump(mode="json")
 
 
 def _budget_text(seconds: float) -> str:

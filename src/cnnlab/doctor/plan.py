@@ -67,6 +67,7 @@ class TrialPlan:
     epochs: int
     epoch_seconds: float
     overhead_seconds: float  # building the model and data of one run
+    reused: int = 0  # first-seed runs the LR phase already trained (same config and length)
 
     @property
     def runs(self) -> int:
@@ -78,21 +79,25 @@ class TrialPlan:
 
     @property
     def seconds(self) -> float:
-        return self.runs * self.run_seconds
+        return (self.runs - self.reused) * self.run_seconds
 
     def line(self) -> str:
+        reused = f"; {self.reused} reused from the LR phase" if self.reused else ""
         return (f"plan: {self.runs} runs ({self.configs} configs x {self.seeds} seeds, "
-                f"{self.epochs} epoch{'s' if self.epochs != 1 else ''} each) x "
+                f"{self.epochs} epoch{'s' if self.epochs != 1 else ''} each{reused}) x "
                 f"{duration(self.run_seconds)} = {duration(self.seconds)}")
 
 
 def fit_trials(configs: int, seeds: int, epochs: int, epoch_seconds: float,
-               overhead_seconds: float, seconds_left: float) -> TrialPlan | None:
+               overhead_seconds: float, seconds_left: float,
+               reusable: dict[int, int] | None = None) -> TrialPlan | None:
     """The longest trials (at most the config's `epochs`) that fit `seconds_left` for every
     config and seed; None when not even one epoch each fits. Successive halving stops the
-    losing candidates early, so the plan is the most the trials can take."""
+    losing candidates early, so the plan is the most the trials can take. `reusable`: trial
+    length -> how many runs of that length the LR phase already trained, which cost nothing."""
     for count in range(epochs, 0, -1):
-        plan = TrialPlan(configs, seeds, count, epoch_seconds, overhead_seconds)
+        plan = TrialPlan(configs, seeds, count, epoch_seconds, overhead_seconds,
+                         (reusable or {}).get(count, 0))
         if plan.seconds <= seconds_left:
             return plan
     return None

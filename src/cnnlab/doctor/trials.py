@@ -40,6 +40,9 @@ class Run:
     overrides: tuple[str, ...]
     seed: int
     baseline: bool = False
+    # A run the LR phase already trained with this very config: the trial takes its folder,
+    # whose finished run the runner reads instead of training again.
+    folder: Path | None = None
 
 
 def open_phase(storage_url: str, name: str, base: dict, labels: list[str], seeds: list[int],
@@ -67,8 +70,8 @@ def enqueue(study: optuna.Study, runs: list[Run], runs_root: Path) -> int:
             {"candidate": run.label, "seed": run.seed},
             user_attrs={"label": run.label, "seed": run.seed, "unpruned": run.baseline,
                         "overrides": list(run.overrides) + [f"seed={run.seed}"],
-                        "run_dir": str(run_dir(runs_root, study.study_name, run.label,
-                                               run.seed))})
+                        "run_dir": str(run.folder or run_dir(runs_root, study.study_name,
+                                                             run.label, run.seed))})
         added += 1
     return added
 
@@ -178,6 +181,13 @@ def outcomes(study: optuna.Study) -> dict[str, tuple[str, float | None]]:
                                         trial.value if trial.state == TrialState.COMPLETE
                                         else None)
             for trial in study.get_trials(deepcopy=False) if trial.state.is_finished()}
+
+
+def completed_folders(study: optuna.Study) -> dict[str, Path]:
+    """label -> run folder of each run that completed, for one-seed phases."""
+    return {trial.user_attrs["label"]: Path(trial.user_attrs["run_dir"])
+            for trial in study.get_trials(deepcopy=False)
+            if trial.state == TrialState.COMPLETE and trial.user_attrs.get("run_dir")}
 
 
 def curves(study: optuna.Study) -> dict[str, list[list[float | None]]]:

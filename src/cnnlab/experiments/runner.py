@@ -20,7 +20,7 @@ from cnnlab.experiments.design import choice_text, folder_name, load_space_dict
 from cnnlab.experiments.trial_queue import hand_back
 from cnnlab.metric_names import RECORDED_IN_TRIALS, summary_value
 from cnnlab.models.user_code import SuppliedModel
-from cnnlab.rundir import RunDir
+from cnnlab.rundir import RunDir, read_json_lines
 from cnnlab.train import resume, train
 
 
@@ -54,6 +54,15 @@ def prepare(study: optuna.Study, trial: optuna.Trial) -> tuple[list[str], Path]:
     return extra + [f"seed={attrs['seed']}"], folder
 
 
+def _replay(run: RunDir, observe) -> None:
+    """Report a finished run's epochs to the pruner, as if it had trained now: its values at each
+    rung are what later runs are judged against. (A run found finished: its worker died before
+    telling the study, or the doctor reuses an LR-phase run as a trial.)"""
+    if run.metrics_path.exists():
+        for record in read_json_lines(run.metrics_path):
+            observe(record)  # finished: whatever the pruner says, there is nothing to stop
+
+
 def run_trial(study: optuna.Study, trial: optuna.Trial, threads: int | None,
               progress: bool = False, supplied: SuppliedModel | None = None) -> str:
     """Train the trial's run and tell the study how it ended; returns the status. `supplied`:
@@ -78,6 +87,8 @@ def run_trial(study: optuna.Study, trial: optuna.Trial, threads: int | None,
 
         if RunDir.at(folder).config.exists():
             summary = resume(folder, progress=progress, on_epoch=observe, model=supplied)
+            if summary.get("already_finished"):
+                _replay(RunDir.at(folder), observe)
         else:
             cfg = load_config(attrs["config"], extra)
             summary = train(cfg, out=folder, progress=progress, on_epoch=observe,
