@@ -203,6 +203,9 @@ class TrainConfig(Options):
         "none", description="test-time augmentation of evaluation, predict and export: flip "
         "averages an image and its mirror; flip_translate (airbench) also the flip averages of "
         "1-pixel diagonal shifts (weights 1/2 unshifted, 1/4 each shift)")
+    test: bool = Field(True, description="evaluate the final weights on the test split at the "
+                       "end; false skips it (the doctor's runs, which choose on val_acc only; "
+                       "`cnnlab eval` can still do it later)")
     sync_bn: bool = Field(False, description="batch-norm statistics over all processes of a "
                           "distributed run")
     log_every: int = Field(10, ge=1, description="steps between progress updates")

@@ -673,7 +673,7 @@ def finish(training: Training) -> dict:
         training.diagnostics.save(run.path)
         extra["diagnostics"] = {"alarms": len(training.diagnostics.alarms),
                                 "overhead": training.diagnostics.overhead()}
-    if not assembly.data.val_is_test:
+    if training.cfg.train.test and not assembly.data.val_is_test:
         test = evaluate(final, assembly.eval_batches("test"), assembly.runtime,
                         assembly.data.num_classes, training.world, training.cfg.train.tta)
         extra.update({f"test_{k}": v for k, v in test.items()})

@@ -126,6 +126,9 @@ def test_outputs_go_under_out_only(planted):
     out = folder / "out"
     for name in ("recommended.yaml", "report.html", "doctor.json", MARKER):
         assert (out / name).exists(), name
+    # The doctor chooses on val_acc: none of its runs spent time on the test split.
+    summaries = [json.loads(path.read_text()) for path in out.rglob("summary.json")]
+    assert summaries and not [s for s in summaries if "test_acc" in s]
     report = (out / "report.html").read_text()
     assert "Paired trials" in report and "signal propagation" in report
     assert json.loads((out / "doctor.json").read_text())["decision"] == "change"

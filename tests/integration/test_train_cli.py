@@ -57,6 +57,20 @@ def test_python_api_returns_the_summary(tmp_path, tiny):
     assert math.isfinite(summary["final_train_loss"])
 
 
+def test_train_test_false_skips_the_test_evaluation_which_eval_can_still_do(tmp_path, tiny):
+    import cnnlab
+
+    tested = cnnlab.train(cnnlab.load_config(tiny, ["train.epochs=1"]), out=tmp_path / "tested",
+                          progress=False)
+    untested = cnnlab.train(cnnlab.load_config(tiny, ["train.epochs=1", "train.test=false"]),
+                            out=tmp_path / "untested", progress=False)
+    assert "test_acc" in tested and "test_acc" not in untested
+    assert untested["final_val_acc"] == tested["final_val_acc"]
+    test = json.loads(cli("eval", str(tmp_path / "untested"), "--split", "test", "--json",
+                          check=True).stdout)
+    assert test["test_acc"] == pytest.approx(tested["test_acc"])
+
+
 def test_eval_reports_final_and_best_weights_on_a_split(tmp_path, tiny):
     out = tmp_path / "run"
     cli("train", str(write_config(tmp_path / "c.yaml", tiny)), "--out", str(out), "--quiet",

@@ -34,6 +34,9 @@ from cnnlab.rundir import write_json
 
 # An LR within this factor of the config's own is no change worth recommending.
 SAME_LR = 1.5
+# Every run the doctor trains: it chooses on val_acc and never looks at the test split, whose
+# evaluation (10,000 images on CIFAR-10) would cost each run as much as an epoch.
+RUN_SETTINGS = ("train.test=false",)
 
 
 def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
@@ -87,7 +90,7 @@ def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
     length = lr_study.user_attrs["trial_epochs"]
     say(f"lr: {len(labels)} confirmation runs of {length} epoch{'s' if length != 1 else ''}")
     confirm = [Run(confirm_label(c.label, lr), _overrides(c.changes, lr)
-                   + (f"train.epochs={length}",), first_seed)
+                   + (f"train.epochs={length}",) + RUN_SETTINGS, first_seed)
                for c in choices for lr in c.tried]
     enqueue(lr_study, confirm, folder.runs)
     lr_deadline = Clock(clock.left() * LR_SHARE + run_seconds)
@@ -126,7 +129,8 @@ def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
         reuse = {}
     # The first seed of every config runs to the end, so successive halving judges the later
     # seeds against all of them (not against whichever ran first); the original always does.
-    runs = [Run(p.label, _overrides(p.changes, None) + (f"train.epochs={trial_epochs}",), seed,
+    runs = [Run(p.label, _overrides(p.changes, None) + (f"train.epochs={trial_epochs}",)
+                + RUN_SETTINGS, seed,
                 baseline=p.label == "original" or seed == first_seed,
                 folder=reuse.get(p.label) if seed == first_seed else None)
             for seed in seed_list for p in proposals]
@@ -170,8 +174,8 @@ def _reusable(base: dict, proposals: list[Proposal], choices: list[LrChoice],
 
 
 def _resolved(base: dict, overrides: tuple[str, ...], epochs: int, seed: int) -> dict:
-    return load_config(base, list(overrides) + [f"train.epochs={epochs}", f"seed={seed}"]
-                       ).model_dump(mode="json")
+    return load_config(base, [*overrides, *RUN_SETTINGS, f"train.epochs={epochs}",
+                              f"seed={seed}"]).model_dump(mode="json")
 
 
 def _budget_text(seconds: float) -> str:
