@@ -139,3 +139,11 @@ def test_a_candidate_wins_only_by_a_ci_that_excludes_zero():
     assert KEEP in summary_text(noisy)
     one_seed = decide(PROPOSALS, {"original": original, "init=kaiming_normal": {0: 0.9}})
     assert one_seed["decision"] == KEEP
+
+
+def test_the_summary_says_how_long_the_lr_confirmation_runs_were():
+    answer = decide(PROPOSALS, {"original": {0: 0.5, 1: 0.52}, "init=kaiming_normal": {0: 0.5}})
+    answer.update({"confirm_epochs": 3,
+                   "lr": [{"label": "original", "valley": 0.017, "scores": {"0.0538": 0.98}}]})
+    assert ("lr of original: range-test valley 0.017; val_acc after the 3-epoch confirmation "
+            "run at 0.0538: 0.980") in summary_text(answer)

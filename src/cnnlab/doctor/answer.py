@@ -106,12 +106,14 @@ def summary_text(answer: dict) -> str:
         for comparison in answer["comparisons"]:
             if comparison["label"] != best["label"]:
                 lines.append(f"  also tried {comparison['label']}: {_ci_text(comparison)}")
+    runs = answer.get("confirm_epochs")
+    after = f"{runs}-epoch confirmation run" if runs else "confirmation run"
     for choice in answer.get("lr", []):
         valley = "none" if choice["valley"] is None else f"{choice['valley']:.2g}"
         tried = ", ".join(f"{lr}: " + ("diverged" if v is None else f"{v:.3f}")
                           for lr, v in choice["scores"].items())
         lines.append(f"  lr of {choice['label']}: range-test valley {valley}; val_acc after the "
-                     f"short run at {tried or 'no LR (budget)'}")
+                     f"{after} at {tried or 'no LR (budget)'}")
     if not answer.get("complete", True):
         lines.append("the budget ran out before every trial finished: the answer uses the "
                      "finished ones; re-run the same command with a larger --budget to go on")

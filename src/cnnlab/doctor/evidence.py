@@ -34,7 +34,7 @@ def write_page(folder: DoctorFolder, answer: dict, screening, choices, trial_cur
             lr_blocks.append(Figure(path, f"range test of {choice.label}",
                                     caption=f"{choice.label}: confirmed LRs "
                                     + ", ".join(f"{lr:.3g}" for lr in choice.tried)))
-        lr_blocks.append(Table(["config", "LR tried", "val_acc after the short run"], [
+        lr_blocks.append(Table(["config", "LR tried", "val_acc after the confirmation run"], [
             [text(choice.label), number(lr, ".3g"), number(value, ".3f")]
             for lr, value in choice.scores.items()], table_id=f"lr-{index}"))
     sections.append(Section("learning-rate", "Learning rate: range tests and confirmation",

@@ -68,7 +68,7 @@ def sweep_config(base: dict, label: str, changes: dict[str, str], say,
 
 
 def pick(choice: LrChoice, outcomes: dict[str, tuple[str, float | None]]) -> None:
-    """The confirmed LR: the best val_acc after the short run (None: none finished). `scores`
+    """The confirmed LR: see best_of (None: no confirmation run finished). `scores`
     holds each LR whose run ended: its val_acc, or None when it diverged."""
     for lr in choice.tried:
         status, value = outcomes.get(confirm_label(choice.label, lr), (None, None))

@@ -2,7 +2,8 @@
 
 Four phases, each on measurements of the user's own network and data:
 1. at init: the propagation verdict, and healthy candidates screened on one batch each;
-2. the learning rate: a range test per config, three LRs around it confirmed by short runs;
+2. the learning rate: a range test per config, three LRs around it confirmed by runs as long
+   as the config's (or as fit 35% of the budget);
 3. paired short trials of the original and the candidates over paired seeds, successive halving
    stopping the losers, on an Optuna study (an interrupted doctor resumes);
 4. the answer: recommended.yaml, the summary with each gain's 95% CI, the evidence page.
@@ -100,7 +101,8 @@ def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
     for choice in choices:
         pick(choice, confirmed)
     if all(diverged_everywhere(c) for c in choices):
-        return _finish(folder, _not_the_lr(screening.original, choices), screening, choices,
+        return _finish(folder, {**_not_the_lr(screening.original, choices),
+                                "confirm_epochs": length}, screening, choices,
                        None, say)
 
     proposals = _proposals(screening, choices)
@@ -141,6 +143,7 @@ def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
     say("phase 4/4 the answer")
     answer = decide(proposals, results(trial_study))
     answer.update({"complete": finished, "plan": plan.line(), "study": name,
+                   "confirm_epochs": length,
                    "storage": storage_url, "trial_epochs": trial_epochs,
                    "config": str(config), "overrides": list(overrides)})
     write_recommended(config, list(overrides), answer, folder.recommended)
