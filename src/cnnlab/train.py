@@ -363,7 +363,10 @@ def restore(training: Training, checkpoint: dict, source: Path, accepted_changes
             ) -> None:
     """Continue from `checkpoint` (read from `source`), recording the config edits a forced
     resume accepted."""
+    kept = _forced_group_settings(training.optimizer, checkpoint, accepted_changes)
     training.state.restore(checkpoint, source)
+    for group, values in zip(training.optimizer.param_groups, kept):
+        group.update(values)
     pos, run = training.position, training.run
     if accepted_changes:
         pos.resume_changes += [{**change, "step": pos.step} for change in accepted_changes]
@@ -378,6 +381,32 @@ def restore(training: Training, checkpoint: dict, source: Path, accepted_changes
         if accepted_changes:  # the resolved form of the edited config, as a new run has
             run.write_config(dump_yaml(training.cfg))
             run.write_config_hash(to_dict(training.cfg))
+
+
+# The optimizer settings a forced edit of these keys changes in every param group. torch's
+# Optimizer.load_state_dict puts back the saved groups' settings, which would silently undo the
+# edit; the decoupled convention turns optim.lr into each group's weight decay too.
+FORCED_GROUP_SETTINGS = {"optim.weight_decay": ("weight_decay",), "optim.momentum": ("momentum",),
+                         "optim.lr": ("weight_decay",)}
+
+
+def _forced_group_settings(optimizer: torch.optim.Optimizer, checkpoint: dict,
+                           accepted_changes: list[dict]) -> list[dict]:
+    """The freshly built optimizer's group settings that `accepted_changes` edited, to put back
+    over the checkpoint's; refuses an edit that changed how the parameters are grouped."""
+    if not accepted_changes:
+        return []
+    saved = checkpoint.get("optimizer", {}).get("param_groups", [])
+    if len(saved) != len(optimizer.param_groups):
+        edits = ", ".join(f"{c['key']} {c['old']!r} -> {c['new']!r}" for c in accepted_changes)
+        raise UserError(f"the edited config ({edits}) splits the parameters into "
+                        f"{len(optimizer.param_groups)} optimizer groups where the checkpoint has "
+                        f"{len(saved)} (a weight decay of 0 keeps biases and norms with the "
+                        "weights), so its optimizer state cannot be resumed; start a new run "
+                        "with the new config, or edit back")
+    keys = {name for c in accepted_changes for name in FORCED_GROUP_SETTINGS.get(c["key"], ())}
+    return [{name: group[name] for name in keys if name in group}
+            for group in optimizer.param_groups]
 
 
 def start(training: Training) -> None:

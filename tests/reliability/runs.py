@@ -16,19 +16,21 @@ class StopAfter(Exception):
     """Raised by the epoch observer: the run ends like a killed one, mid-way, summary 'running'."""
 
 
-def tiny_config(folder: Path, **train) -> Path:
+def tiny_config(folder: Path, optim: dict | None = None, **train) -> Path:
     config = copy.deepcopy(TINY)
     config["train"].update(train)
+    config["optim"].update(optim or {})
     return write_config(folder / "tiny.yaml", config)
 
 
-def interrupted_run(folder: Path, epochs: int = 4, stop_after: int = 3) -> Path:
+def interrupted_run(folder: Path, epochs: int = 4, stop_after: int = 3,
+                    optim: dict | None = None) -> Path:
     """A run of `epochs` that died while ending epoch `stop_after` (its metrics line written, its
     checkpoint not): last.pt holds epoch stop_after - 1, previous.pt the epoch before."""
     from cnnlab.config import load_config
     from cnnlab.train import train
 
-    cfg = load_config(tiny_config(folder, epochs=epochs))
+    cfg = load_config(tiny_config(folder, optim, epochs=epochs))
     out = folder / "run"
 
     def observe(record: dict) -> bool:

@@ -70,3 +70,40 @@ def test_force_without_resume_is_refused(tmp_path, capsys):
 
     code, _, err = run_cli(capsys, "train", tiny_config(tmp_path), "--force")
     assert code == 2 and "--resume" in err
+
+
+
+@pytest.fixture(scope="module")
+def decayed(tmp_path_factory):
+    return interrupted_run(tmp_path_factory.mktemp("decayed"), optim={"weight_decay": 0.001})
+
+
+@pytest.mark.parametrize("key, group_key, old, new", [
+    ("optim.weight_decay", "weight_decay", 0.001, 0.1), ("optim.momentum", "momentum", 0.9, 0.5)])
+def test_force_gives_the_optimizer_a_changed_weight_decay_or_momentum(tmp_path, decayed, capsys,
+                                                                     key, group_key, old, new):
+    """torch's Optimizer.load_state_dict restores the saved groups' settings: without care, the
+    checkpoint's old value would silently stay in force after the resume said it changed."""
+    import torch
+
+    from cnnlab.rundir import RunDir
+
+    run = copy_run(decayed, tmp_path)
+    edit(run, key, new)
+    code, _, err = run_cli(capsys, "train", "--resume", run, "--quiet", "--force")
+    assert code == 0, err
+    assert f"{key} {old!r} -> {new!r}" in err
+    saved = torch.load(RunDir.at(run).last_checkpoint, map_location="cpu", weights_only=True)
+    groups = saved["optimizer"]["param_groups"]
+    # Biases and norms keep their own no-decay group; the weights' group takes the new value.
+    changed = [g for g in groups if g[group_key] != 0.0]
+    assert changed and all(group[group_key] == new for group in changed)
+
+
+def test_force_refuses_a_weight_decay_that_regroups_the_parameters(tmp_path, stopped, capsys):
+    run = copy_run(stopped, tmp_path)
+    edit(run, "optim.weight_decay", 0.1)
+    code, _, err = run_cli(capsys, "train", "--resume", run, "--quiet", "--force")
+    assert code == 2, err
+    assert "optim.weight_decay 0.0 -> 0.1" in err and "start a new run" in err
+    assert "Traceback" not in err and summary(run)["status"] == "running"
