@@ -147,3 +147,16 @@ def test_the_summary_says_how_long_the_lr_confirmation_runs_were():
                    "lr": [{"label": "original", "valley": 0.017, "scores": {"0.0538": 0.98}}]})
     assert ("lr of original: range-test valley 0.017; val_acc after the 3-epoch confirmation "
             "run at 0.0538: 0.980") in summary_text(answer)
+
+
+def test_a_runs_epoch_time_is_read_from_its_cumulative_seconds():
+    from cnnlab.doctor.trials import split_run_time
+
+    # ResNet-20 on CIFAR-10: `seconds` is the time since training started (23.3, 54.4, 81.2 s).
+    # Read as each epoch's own, the plan took the whole run's 81.2 s for one epoch.
+    lines = [{"seconds": 23.3}, {"seconds": 54.4}, {"seconds": 81.2}]
+    epoch, outside = split_run_time(lines, wall=95.0)
+    assert epoch == pytest.approx(31.1) and outside == pytest.approx(13.8)
+    # A resumed run's clock starts again: its first epoch after the resume counts from 0.
+    resumed = [{"seconds": 20.0}, {"seconds": 45.0}, {"seconds": 18.0}]
+    assert split_run_time(resumed, 90.0) == (pytest.approx(25.0), pytest.approx(27.0))

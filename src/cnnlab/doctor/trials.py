@@ -213,8 +213,16 @@ def epoch_seconds(study: optuna.Study) -> tuple[float, float] | None:
         run = RunDir.at(Path(folder))
         lines = read_json_lines(run.metrics_path) if run.metrics_path.exists() else []
         if lines and summary_value(run.read_summary() or {}, "seconds") is not None:
-            per_epoch = max(line["seconds"] for line in lines)
             started = trial.datetime_start
             wall = (trial.datetime_complete - started).total_seconds() if started else 0.0
-            return per_epoch, max(wall - sum(line["seconds"] for line in lines), 0.0)
+            return split_run_time(lines, wall)
     return None
+
+
+def split_run_time(lines: list[dict], wall: float) -> tuple[float, float]:
+    """(the longest epoch, the rest of `wall`) from a run's metrics lines, whose `seconds` is the
+    time since training started, not the epoch's own (a resume starts it again from 0)."""
+    elapsed = [line["seconds"] for line in lines]
+    epochs = [later - earlier if later >= earlier else later
+              for earlier, later in zip([0.0] + elapsed[:-1], elapsed)]
+    return max(epochs), max(wall - sum(epochs), 0.0)
