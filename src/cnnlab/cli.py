@@ -349,6 +349,10 @@ def _lr_find(args: argparse.Namespace) -> int:
             spread += f"  (optim.lr {in_config:.3g} with {conversion_name(cfg.optim)})"
         print(f"  {name:<8} {'no suggestion: the curve has no such point' if lr is None else f'{lr:.3g}'}"
               f"{spread}")
+    if not result["below_chance"]:
+        print(f"note: the loss never fell below {result['chance_loss']:.2f}, a uniform guess's "
+              "over these classes: the sweep learned nothing, so these are not LRs that train; "
+              "sweep longer (more --steps) or over more of the data")
     if args.apply:
         one_cycle = " (the one-cycle peak)" if cfg.schedule.name == "one_cycle" else ""
         scaled = (f" (the optimizer's LR {valley:.3g} after {conversion_name(cfg.optim)})"

@@ -224,6 +224,13 @@ def lr_find(cfg, start: float = 1e-7, end: float = 10.0, steps: int = 100, mode:
     result.update({"step_seconds": step_seconds / repeats,
                    "steps_per_epoch": assembly.train_batches().steps_per_epoch,
                    "val_images": len(assembly.data.val)})
+    # A net that guesses uniformly over K classes has a cross-entropy of ln K. A sweep whose
+    # loss never goes below it has learned nothing (on CIFAR-10 a short sweep of a ResNet-20 with
+    # batch norm falls from an overconfident start at 3.2 to a uniform guess at 2.35 when the LR
+    # grows large, and its "valley" then sits at 2.4): its suggestions are not LRs that train.
+    result["chance_loss"] = math.log(assembly.data.num_classes)
+    result["below_chance"] = bool(min(result["smoothed"], default=math.inf)
+                                  < result["chance_loss"])
     # The sweep sets the optimizer's LR itself; `optim_lr` is each suggestion in config units
     # (what `optim.lr` must say for the optimizer to use it, after optim.scale_lr).
     result.update({"mode": mode, "start": start, "end": end, "steps": steps,

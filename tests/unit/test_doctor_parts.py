@@ -104,6 +104,14 @@ def test_confirmations_are_as_long_as_the_config_when_that_fits_else_shorter():
     assert confirm_epochs(9, 10, sweep, overhead_seconds=2.0, seconds=1.0)[0] == 1
 
 
+def test_a_valley_from_a_sweep_that_never_beat_a_uniform_guess_is_not_used():
+    # ResNet-20 on CIFAR-10: the 40-step sweep fell only to a uniform guess (2.35 > ln 10) at
+    # LRs above 1, and its valley was 2.4; the config's own 0.1 x {1/3, 1, 3} is tried instead.
+    sweep = {**_sweep(2.4, 2.4, 10.0), "chance_loss": 2.303, "below_chance": False}
+    assert bracket(sweep, current=0.1) == [0.0333, 0.1, 0.3]
+    assert bracket({**sweep, "below_chance": True}, current=0.1) == [7.59, 10.0]
+
+
 def test_without_a_valley_the_bracket_is_around_the_configs_own_lr():
     assert bracket({"lrs": [], "suggestions": {"valley": None}, "optim_lr": {"valley": None}},
                    current=0.05) == [0.0167, 0.05, 0.15]

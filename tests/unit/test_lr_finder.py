@@ -98,3 +98,15 @@ def test_the_range_test_leaves_model_optimizer_bn_statistics_and_rng_exactly_as_
                         assembly.runtime.autocast)
     assert len(result["losses"]) > 0
     assert fingerprint(model, optimizer) == before
+
+
+def test_a_sweep_whose_loss_never_beats_a_uniform_guess_says_so(tiny):
+    """ln K is the loss of a uniform guess over K classes: a sweep that never goes below it
+    learned nothing, and its valley (the doctor's bracket centre) is no LR that trains."""
+    learned = cnnlab.lr_find(cnnlab.load_config(tiny), start=1e-3, end=1.0, steps=30)
+    assert learned["chance_loss"] == pytest.approx(math.log(4))
+    assert learned["below_chance"] is True
+    # Huge random logits are confidently wrong; LRs this small cannot move them in 10 steps.
+    stuck = cnnlab.lr_find(cnnlab.load_config(tiny, ["model.init={name: normal, std: 1.0}"]),
+                           start=1e-12, end=1e-11, steps=10)
+    assert stuck["below_chance"] is False and min(stuck["smoothed"]) > math.log(4)

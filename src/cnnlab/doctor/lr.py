@@ -44,13 +44,22 @@ def lr_text(lr: float) -> str:
 
 def bracket(sweep: dict, current: float) -> list[float]:
     """The three LRs to confirm, from the sweep's valley (config units)."""
-    valley = sweep.get("optim_lr", {}).get("valley")
-    if valley is None or not math.isfinite(valley) or valley <= 0:
+    valley = valley_of(sweep)
+    if valley is None:
         return sorted({float(lr_text(current * f)) for f in FALLBACK})
     # The sweep's last LR is where the loss passed 4x its best (or the sweep's end): above it
     # training diverges. In config units, like the valley.
     ceiling = valley * sweep["lrs"][-1] / sweep["suggestions"]["valley"]
     return sorted({float(lr_text(min(valley * f, ceiling))) for f in BRACKET})
+
+
+def valley_of(sweep: dict) -> float | None:
+    """The sweep's valley in config units, or None where it has none or where the loss never
+    fell below a uniform guess's (the sweep learned nothing: its valley is no LR that trains)."""
+    valley = sweep.get("optim_lr", {}).get("valley")
+    if valley is None or not math.isfinite(valley) or valley <= 0:
+        return None
+    return valley if sweep.get("below_chance", True) else None
 
 
 def sweep_config(base: dict, label: str, changes: dict[str, str], say,
@@ -59,9 +68,12 @@ def sweep_config(base: dict, label: str, changes: dict[str, str], say,
     sweep = range_test(cfg, supplied)
     choice = LrChoice(label, changes, cfg.optim.lr, sweep)
     choice.tried = bracket(sweep, cfg.optim.lr)
-    valley = sweep.get("optim_lr", {}).get("valley")
+    valley = valley_of(sweep)
+    never = ("none (the loss never fell below a uniform guess's "
+             f"{sweep['chance_loss']:.2f})" if not sweep.get("below_chance", True)
+             else "none (the loss never fell)")
     say(f"lr: {label}: range test valley "
-        + (f"{valley:.2g}" if valley else "none (the loss never fell)")
+        + (f"{valley:.2g}" if valley else never)
         + f", stopped: {sweep['stopped']}; confirming "
         + ", ".join(lr_text(lr) for lr in choice.tried))
     return choice

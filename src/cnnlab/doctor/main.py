@@ -21,7 +21,7 @@ from cnnlab.doctor.answer import Proposal, decide, summary_text, write_recommend
 from cnnlab.doctor.evidence import write_page
 from cnnlab.doctor.folder import claim
 from cnnlab.doctor.lr import LrChoice, confirm_label, diverged_everywhere, lr_text, pick, \
-    sweep_config
+    sweep_config, valley_of
 from cnnlab.doctor.plan import LR_SHARE, Clock, confirm_epochs, duration, fit_trials, \
     parse_budget
 from cnnlab.doctor.screen import screen
@@ -214,7 +214,7 @@ def _same_lr(a: float, b: float) -> bool:
 def _lr_why(choice: LrChoice) -> str:
     tried = ", ".join(f"{lr_text(lr)}: " + ("diverged" if v is None else f"val_acc {v:.3f}")
                       for lr, v in choice.scores.items())
-    valley = choice.sweep.get("optim_lr", {}).get("valley")
+    valley = valley_of(choice.sweep)
     return (f"the range test's valley was {valley:.2g} and of the LRs confirmed around it ({tried}"
             f") {lr_text(choice.best)} was best, against the config's {lr_text(choice.current)}"
             if valley else f"of the LRs confirmed ({tried}) {lr_text(choice.best)} was best")
@@ -235,7 +235,7 @@ def _finish(folder, answer: dict, screening, choices, trial_curves, say) -> dict
                          "screened": screening.screened,
                          "candidates": [{"label": c.label, "verdict": c.report["verdict"]}
                                         for c in screening.candidates]}
-    answer["lr"] = [{"label": c.label, "valley": c.sweep.get("optim_lr", {}).get("valley"),
+    answer["lr"] = [{"label": c.label, "valley": valley_of(c.sweep),
                      "tried": c.tried, "scores": {lr_text(k): v for k, v in c.scores.items()},
                      "best": c.best} for c in choices]
     answer["outputs"] = {"recommended": str(folder.recommended) if folder.recommended.exists()
