@@ -229,8 +229,9 @@ def lr_find(cfg, start: float = 1e-7, end: float = 10.0, steps: int = 100, mode:
     # batch norm falls from an overconfident start at 3.2 to a uniform guess at 2.35 when the LR
     # grows large, and its "valley" then sits at 2.4): its suggestions are not LRs that train.
     result["chance_loss"] = math.log(assembly.data.num_classes)
-    result["below_chance"] = bool(min(result["smoothed"], default=math.inf)
-                                  < result["chance_loss"])
+    # Judged on the lag-free smoothing the suggestions use: the EMA trails a falling curve.
+    result["below_chance"] = bool(len(result["losses"]) > 0 and float(
+        np.min(centered(result["losses"]))) < result["chance_loss"])
     # The sweep sets the optimizer's LR itself; `optim_lr` is each suggestion in config units
     # (what `optim.lr` must say for the optimizer to use it, after optim.scale_lr).
     result.update({"mode": mode, "start": start, "end": end, "steps": steps,

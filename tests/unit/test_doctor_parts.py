@@ -168,3 +168,23 @@ def test_a_runs_epoch_time_is_read_from_its_cumulative_seconds():
     # A resumed run's clock starts again: its first epoch after the resume counts from 0.
     resumed = [{"seconds": 20.0}, {"seconds": 45.0}, {"seconds": 18.0}]
     assert split_run_time(resumed, 90.0) == (pytest.approx(25.0), pytest.approx(27.0))
+
+
+def test_a_sweep_that_learned_nothing_is_run_again_longer(monkeypatch):
+    from cnnlab.doctor import lr as doctor_lr
+
+    calls = []
+
+    def fake_range_test(cfg, supplied=None, steps=40):
+        calls.append(steps)
+        learned = steps > 40
+        return {**_sweep(0.033 if learned else 2.4, 0.033 if learned else 2.4, 10.0),
+                "chance_loss": 2.303, "below_chance": learned, "stopped": "completed"}
+
+    monkeypatch.setattr(doctor_lr, "range_test", fake_range_test)
+    lines = []
+    base = {"name": "x", "data": {"dataset": "synthetic"}, "optim": {"name": "sgd", "lr": 0.1}}
+    choice = doctor_lr.sweep_config(base, "original", {}, lines.append)
+    assert calls == [40, doctor_lr.LONG_SWEEP_STEPS]
+    assert "never got below a uniform guess's loss (2.30); sweeping again with 100" in lines[0]
+    assert choice.tried == [0.104, 0.33, 1.04]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from cnnlab.doctor.runs import candidate_config, range_test
+from cnnlab.doctor.runs import LONG_SWEEP_STEPS, candidate_config, range_test
 from cnnlab.models.user_code import SuppliedModel
 
 # Multiples of the valley suggestion tried: half a decade apart, centred on 10x.
@@ -66,6 +66,11 @@ def sweep_config(base: dict, label: str, changes: dict[str, str], say,
                  supplied: SuppliedModel | None = None) -> LrChoice:
     cfg = candidate_config(base, changes)
     sweep = range_test(cfg, supplied)
+    if not sweep.get("below_chance", True):
+        say(f"lr: {label}: the {len(sweep['lrs'])}-step range test never got below a uniform "
+            f"guess's loss ({sweep['chance_loss']:.2f}); sweeping again with {LONG_SWEEP_STEPS} "
+            "steps")
+        sweep = range_test(cfg, supplied, LONG_SWEEP_STEPS)
     choice = LrChoice(label, changes, cfg.optim.lr, sweep)
     choice.tried = bracket(sweep, cfg.optim.lr)
     valley = valley_of(sweep)

@@ -81,7 +81,8 @@ def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
     epochs = load_config(base).train.epochs
     labels = [confirm_label(c.label, lr) for c in choices for lr in c.tried]
     # What a sweep spent outside its steps (the model and the data) is what a run spends too.
-    overhead = max(0.0, sweep_seconds - choices[0].sweep.get("step_seconds", 0.0)
+    overhead = max(0.0, choices[0].sweep.get("seconds", sweep_seconds)
+                   - choices[0].sweep.get("step_seconds", 0.0)
                    * len(choices[0].sweep.get("lrs", [])))
     length, run_seconds = confirm_epochs(len(labels), epochs, choices[0].sweep, overhead,
                                          clock.left() * LR_SHARE)
