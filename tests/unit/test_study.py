@@ -122,3 +122,35 @@ def test_a_study_name_taken_by_another_design_is_a_user_error_naming_what_differ
     assert create_or_resume(storage, "x", dict(spec)).study_name == "x"  # same design: resumed
     with pytest.raises(UserError, match="already exists with a different seeds, metric"):
         create_or_resume(storage, "x", {**spec, "seeds": [1], "metric": "val_loss"})
+
+
+def test_the_doctors_successive_halving_first_judges_a_run_half_way_through():
+    """The CIFAR-10 ResNet-20 trials (README): LR 0.1 on its second seed was behind after epoch
+    1 and ahead after epoch 2; judged at epoch 1 it was stopped, and the better LR lost."""
+    import optuna
+
+    from cnnlab.experiments.study import doctor_pruner
+
+    finished = {"original s0": [0.205, 0.278, 0.362, 0.341],
+                "original s1": [0.186, 0.272, 0.320, 0.339],
+                "lr=0.104 s0": [0.151, 0.294, 0.388, 0.420]}
+    candidate = [0.183, 0.294]
+
+    def stopped_at(pruner) -> int | None:
+        study = optuna.create_study(direction="maximize", pruner=pruner)
+        for curve in finished.values():
+            trial = study.ask()
+            for epoch, value in enumerate(curve, start=1):
+                trial.report(value, epoch)
+                trial.should_prune()  # what the runner asks after every epoch
+            study.tell(trial, curve[-1])
+        trial = study.ask()
+        for epoch, value in enumerate(candidate, start=1):
+            trial.report(value, epoch)
+            if trial.should_prune():
+                return epoch
+        return None
+
+    assert stopped_at(optuna.pruners.SuccessiveHalvingPruner(min_resource=1,
+                                                             reduction_factor=2)) == 1
+    assert stopped_at(doctor_pruner(trial_epochs=4)) is None

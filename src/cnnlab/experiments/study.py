@@ -8,6 +8,7 @@ go through this module and import none of each other.
 
 from __future__ import annotations
 
+import math
 import os
 
 import optuna
@@ -51,13 +52,22 @@ def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
+def doctor_pruner(trial_epochs: int) -> optuna.pruners.SuccessiveHalvingPruner:
+    """Successive halving whose first rung is half-way through a trial: early rankings reverse.
+    On CIFAR-10 a ResNet-20 at LR 0.1 was behind the same net at 0.01 after 1 of 4 epochs
+    (val_acc 0.183 against 0.186 to 0.205), ahead after 2 (0.294 against 0.254 to 0.278) and
+    after 4; rungs from epoch 1 stopped it and the doctor kept the worse LR."""
+    return optuna.pruners.SuccessiveHalvingPruner(
+        min_resource=max(1, math.ceil(trial_epochs / 2)), reduction_factor=2)
+
+
 def sampler_and_pruner(attrs: dict, salt: int) -> tuple[optuna.samplers.BaseSampler | None,
                                                         optuna.pruners.BasePruner | None]:
     """What a study with these attributes samples and prunes with. An ablation queues every
     run up front and prunes none, so Optuna's defaults (None) serve it; the doctor queues its
     runs up front too, and stops the losing candidates by successive halving."""
     if attrs.get("kind") == "doctor" and attrs.get("pruner") == "successive_halving":
-        return None, optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2)
+        return None, doctor_pruner(attrs["trial_epochs"])
     if attrs.get("kind") != "search":
         return None, None
     return (make_sampler(attrs["sampler"], attrs["seed"], attrs["space"], salt),
