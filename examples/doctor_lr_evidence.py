@@ -4,7 +4,7 @@
     python examples/doctor_lr_evidence.py examples/quickstart.yaml -o model.arch=resnet20
 
 For one config (with -o overrides) this runs the doctor's own LR phase pieces: its range test
-(`cnnlab.doctor.runs.range_test`) and its bracket around the valley (`cnnlab.doctor.lr.bracket`).
+(`cnnlab.doctor.lr.learned_sweep`) and its bracket around the valley (`cnnlab.doctor.lr.bracket`).
 Then it trains a grid of LRs half a decade apart, from 1/10 to 100x the valley, at the config's
 full length over --seeds seeds, which contains the bracket. It prints, for each way of
 confirming (one epoch on the first seed, or the config's full length on the first seed, with
@@ -21,8 +21,7 @@ import tempfile
 from pathlib import Path
 
 import cnnlab
-from cnnlab.doctor.lr import BRACKET, best_of, bracket, lr_text, noise
-from cnnlab.doctor.runs import range_test
+from cnnlab.doctor.lr import BRACKET, best_of, bracket, learned_sweep, lr_text, noise
 from cnnlab.errors import NonFiniteLossError
 
 
@@ -50,7 +49,7 @@ def main() -> None:
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="doctor-lr-"))
     overrides = args.override + ["diagnostics.every=0"]
     cfg = cnnlab.load_config(args.config, overrides)
-    sweep = range_test(cfg)
+    sweep = learned_sweep(cfg, print, "config")
     valley = sweep["optim_lr"]["valley"]
     tried = bracket(sweep, cfg.optim.lr)
     # The grid: the bracket's points and half-decades around them (1/10 to 100x the valley).

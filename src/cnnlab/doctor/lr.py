@@ -62,15 +62,21 @@ def valley_of(sweep: dict) -> float | None:
     return valley if sweep.get("below_chance", True) else None
 
 
-def sweep_config(base: dict, label: str, changes: dict[str, str], say,
-                 supplied: SuppliedModel | None = None) -> LrChoice:
-    cfg = candidate_config(base, changes)
+def learned_sweep(cfg, say, label: str, supplied: SuppliedModel | None = None) -> dict:
+    """The doctor's range test of `cfg`, run again longer when the short one learned nothing."""
     sweep = range_test(cfg, supplied)
     if not sweep.get("below_chance", True):
         say(f"lr: {label}: the {len(sweep['lrs'])}-step range test never got below a uniform "
             f"guess's loss ({sweep['chance_loss']:.2f}); sweeping again with {LONG_SWEEP_STEPS} "
             "steps")
         sweep = range_test(cfg, supplied, LONG_SWEEP_STEPS)
+    return sweep
+
+
+def sweep_config(base: dict, label: str, changes: dict[str, str], say,
+                 supplied: SuppliedModel | None = None) -> LrChoice:
+    cfg = candidate_config(base, changes)
+    sweep = learned_sweep(cfg, say, label, supplied)
     choice = LrChoice(label, changes, cfg.optim.lr, sweep)
     choice.tried = bracket(sweep, cfg.optim.lr)
     valley = valley_of(sweep)
