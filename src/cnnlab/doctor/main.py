@@ -125,7 +125,8 @@ def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
             "the config's full schedule")
     say(plan.line())
     trial_study = open_phase(storage_url, name, base, [p.label for p in proposals], seed_list,
-                             pruned=plan.epochs >= 3, epochs=plan.epochs)
+                             pruned=plan.epochs >= 3, epochs=plan.epochs,
+                             val_images=choices[0].sweep.get("val_images"))
     # A resumed study keeps the trial length it started with, so its pairs stay comparable.
     trial_epochs = trial_study.user_attrs["trial_epochs"]
     if trial_epochs != length:

@@ -46,12 +46,14 @@ class Run:
 
 
 def open_phase(storage_url: str, name: str, base: dict, labels: list[str], seeds: list[int],
-               pruned: bool, epochs: int) -> optuna.Study:
+               pruned: bool, epochs: int, val_images: int | None = None) -> optuna.Study:
     """The phase's study, created or resumed (the same design resumes; see create_or_resume).
-    `epochs` (each run's length) is recorded when the study is created; a resume keeps it."""
+    `epochs` (each run's length) is recorded when the study is created; a resume keeps it.
+    `val_images`: the validation set's size, from which the pruner knows a difference's noise."""
     spec = {"kind": "doctor", "config": base, "seeds": seeds, "metric": METRIC,
             "factors": [{"key": "candidate", "values": labels, "baseline": labels[0]}],
-            "pruner": "successive_halving" if pruned else "none", "trial_epochs": epochs}
+            "pruner": "successive_halving" if pruned else "none", "trial_epochs": epochs,
+            "val_images": val_images}
     spec.update(study_model_source(base))  # a model file: every worker checks it is unchanged
     with store_lock(storage_url, f"study:{name}"):
         return create_or_resume(open_storage(storage_url), name, spec)
