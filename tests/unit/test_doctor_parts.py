@@ -107,9 +107,13 @@ def test_confirmations_are_as_long_as_the_config_when_that_fits_else_shorter():
 def test_a_valley_from_a_sweep_that_never_beat_a_uniform_guess_is_not_used():
     # ResNet-20 on CIFAR-10: the 40-step sweep fell only to a uniform guess (2.35 > ln 10) at
     # LRs above 1, and its valley was 2.4; the config's own 0.1 x {1/3, 1, 3} is tried instead.
-    sweep = {**_sweep(2.4, 2.4, 10.0), "chance_loss": 2.303, "below_chance": False}
+    sweep = {**_sweep(2.4, 2.4, 10.0), "chance_loss": 2.303, "below_chance": False,
+             "stopped": "completed"}
     assert bracket(sweep, current=0.1) == [0.0333, 0.1, 0.3]
     assert bracket({**sweep, "below_chance": True}, current=0.1) == [7.59, 10.0]
+    # A sweep that blew up above chance found where training diverges: its valley stays.
+    blew_up = {**sweep, "stopped": "loss passed 4x its best"}
+    assert bracket(blew_up, current=0.1) == [7.59, 10.0]
 
 
 def test_without_a_valley_the_bracket_is_around_the_configs_own_lr():

@@ -54,18 +54,26 @@ def bracket(sweep: dict, current: float) -> list[float]:
 
 
 def valley_of(sweep: dict) -> float | None:
-    """The sweep's valley in config units, or None where it has none or where the loss never
-    fell below a uniform guess's (the sweep learned nothing: its valley is no LR that trains)."""
+    """The sweep's valley in config units, or None where it has none or learned nothing."""
     valley = sweep.get("optim_lr", {}).get("valley")
     if valley is None or not math.isfinite(valley) or valley <= 0:
         return None
-    return valley if sweep.get("below_chance", True) else None
+    return None if learned_nothing(sweep) else valley
+
+
+def learned_nothing(sweep: dict) -> bool:
+    """The sweep reached its last LR without blowing up and its loss never got below a uniform
+    guess's: too few steps to learn, so its valley is no LR that trains. (A sweep that blew up
+    first found where training diverges, and its valley below that point is kept: on the
+    planted 20-layer net with LSUV the 40-step sweep blew up above chance, and confirming
+    around its valley found the fix, which a longer sweep's lower valley missed.)"""
+    return sweep.get("stopped") == "completed" and not sweep.get("below_chance", True)
 
 
 def learned_sweep(cfg, say, label: str, supplied: SuppliedModel | None = None) -> dict:
     """The doctor's range test of `cfg`, run again longer when the short one learned nothing."""
     sweep = range_test(cfg, supplied)
-    if not sweep.get("below_chance", True):
+    if learned_nothing(sweep):
         say(f"lr: {label}: the {len(sweep['lrs'])}-step range test never got below a uniform "
             f"guess's loss ({sweep['chance_loss']:.2f}); sweeping again with {LONG_SWEEP_STEPS} "
             "steps")
@@ -81,7 +89,7 @@ def sweep_config(base: dict, label: str, changes: dict[str, str], say,
     choice.tried = bracket(sweep, cfg.optim.lr)
     valley = valley_of(sweep)
     never = ("none (the loss never fell below a uniform guess's "
-             f"{sweep['chance_loss']:.2f})" if not sweep.get("below_chance", True)
+             f"{sweep['chance_loss']:.2f})" if learned_nothing(sweep)
              else "none (the loss never fell)")
     say(f"lr: {label}: range test valley "
         + (f"{valley:.2g}" if valley else never)
