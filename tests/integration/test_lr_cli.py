@@ -111,3 +111,16 @@ def test_lr_find_apply_keeps_relative_paths_working_from_another_folder(tmp_path
     assert written["data"]["root"] == str(tmp_path / "configs" / "data.npz")
     assert cnnlab.load_config(tmp_path / "out" / "applied.yaml").data.root == \
         str(tmp_path / "configs" / "data.npz")
+
+
+def test_lr_find_says_when_the_sweep_never_beat_a_uniform_guess(tmp_path, tiny, capsys):
+    # Huge random logits are confidently wrong, and LRs this small cannot move them.
+    tiny["model"]["init"] = {"name": "normal", "std": 1.0}
+    source = write_config(tmp_path / "stuck.yaml", tiny)
+    assert main(["lr-find", str(source), "--steps", "10", "--start", "1e-12",
+                 "--end", "1e-11"]) == 0
+    out = capsys.readouterr().out
+    assert "note: the loss never fell below 1.39, a uniform guess's" in out
+    assert main(["lr-find", str(source), "--steps", "10", "--start", "1e-12", "--end", "1e-11",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["below_chance"] is False
