@@ -21,8 +21,9 @@ import tempfile
 from pathlib import Path
 
 import cnnlab
-from cnnlab.doctor.lr import BRACKET, best_of, bracket, learned_sweep, lr_text, noise
+from cnnlab.doctor.lr import BRACKET, best_of, bracket, learned_sweep, lr_text, valley_of
 from cnnlab.errors import NonFiniteLossError
+from cnnlab.experiments.statistics import accuracy_difference_noise
 
 
 def final_acc(cfg, out: Path) -> float:
@@ -50,7 +51,7 @@ def main() -> None:
     overrides = args.override + ["diagnostics.every=0"]
     cfg = cnnlab.load_config(args.config, overrides)
     sweep = learned_sweep(cfg, print, "config")
-    valley = sweep["optim_lr"]["valley"]
+    valley = valley_of(sweep)  # None where the sweep had none, or learned nothing
     tried = bracket(sweep, cfg.optim.lr)
     # The grid: the bracket's points and half-decades around them (1/10 to 100x the valley).
     step = math.sqrt(10.0)
@@ -75,7 +76,7 @@ def main() -> None:
 
     print(f"config: {args.config} {' '.join(args.override)}; {cfg.train.epochs} epochs, "
           f"{args.seeds} seeds per grid point")
-    print(f"{val_images} validation images: noise(0.95) = {noise(0.95, val_images):.4f}")
+    print(f"{val_images} validation images: noise(0.95) = {accuracy_difference_noise(0.95, val_images):.4f}")
     print(f"range test valley {valley if valley is None else f'{valley:.3g}'}; bracket (x{', x'.join(f'{f:.3g}' for f in BRACKET)})"
           f": {', '.join(lr_text(lr) for lr in tried)}")
     print("| lr | mean val_acc | per seed | one-epoch val_acc |")

@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 
 from cnnlab.doctor.answer import KEEP, Proposal, decide, summary_text
-from cnnlab.doctor.lr import LrChoice, best_of, bracket, diverged_everywhere, noise, pick
+from cnnlab.doctor.lr import LrChoice, best_of, bracket, diverged_everywhere, pick
 from cnnlab.doctor.main import _not_the_lr, _reusable
 from cnnlab.doctor.plan import confirm_epochs, fit_trials, parse_budget
 from cnnlab.errors import UserError
+from cnnlab.experiments.statistics import accuracy_difference_noise
 
 
 @pytest.mark.parametrize("text, seconds", [("15m", 900), ("90s", 90), ("1h", 3600),
@@ -79,8 +80,8 @@ def test_the_bracket_is_half_decades_around_10x_the_valley_capped_where_the_swee
 
 
 def test_the_pick_is_the_highest_lr_within_noise_of_the_best():
-    # 180 validation images: noise(0.979, 180) = 0.0151.
-    assert noise(0.979, 180) == pytest.approx(0.0151, abs=5e-5)
+    # 180 validation images: the noise of a difference at 0.979 is 0.0151.
+    assert accuracy_difference_noise(0.979, 180) == pytest.approx(0.0151, abs=5e-5)
     # ResNet-20 on digits, ten epochs on seed 0 (README): 0.979, 0.979, 0.965 -> the highest.
     assert best_of({0.0538: 0.979, 0.17: 0.979, 0.538: 0.965}, val_images=180) == 0.538
     # A gap larger than the noise is a real difference: the best stays.

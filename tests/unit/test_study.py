@@ -132,7 +132,7 @@ def test_the_doctors_pruner_stops_a_run_only_half_way_and_behind_its_own_seeds_b
     yet ahead of the baseline on that seed (0.272); it ended ahead on the first seed."""
     import optuna
 
-    from cnnlab.experiments.study import doctor_pruner
+    from cnnlab.experiments.study import PairedHalving
 
     finished = [("original", 0, [0.205, 0.278, 0.362, 0.341]),
                 ("original", 1, [0.186, 0.272, 0.320, 0.339]),
@@ -163,6 +163,6 @@ def test_the_doctors_pruner_stops_a_run_only_half_way_and_behind_its_own_seeds_b
     # Halving alone stops it: at epoch 1 from rungs at 1, at epoch 2 from rungs at 2.
     assert stopped_at(halving(min_resource=1, reduction_factor=2), [0.183, 0.275]) == 1
     assert stopped_at(halving(min_resource=2, reduction_factor=2), [0.183, 0.275]) == 2
-    assert stopped_at(doctor_pruner(trial_epochs=4, val_images=1000), [0.183, 0.275]) is None
+    assert stopped_at(PairedHalving(trial_epochs=4, val_images=1000), [0.183, 0.275]) is None
     # Clearly behind its own seed's baseline half-way (0.12 against 0.272): stopped.
-    assert stopped_at(doctor_pruner(trial_epochs=4, val_images=1000), [0.10, 0.12]) == 2
+    assert stopped_at(PairedHalving(trial_epochs=4, val_images=1000), [0.10, 0.12]) == 2

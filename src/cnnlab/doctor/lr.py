@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 
 from cnnlab.doctor.runs import LONG_SWEEP_STEPS, candidate_config, range_test
+from cnnlab.experiments.statistics import accuracy_difference_noise
 from cnnlab.models.user_code import SuppliedModel
 
 # Multiples of the valley suggestion tried: half a decade apart, centred on 10x.
@@ -111,7 +112,7 @@ def pick(choice: LrChoice, outcomes: dict[str, tuple[str, float | None]]) -> Non
 
 
 def best_of(scores: dict[float, float | None], val_images: int | None = None) -> float | None:
-    """The highest LR whose val_acc is within `noise(best, val_images)` of the best among those
+    """The highest LR whose val_acc is within `accuracy_difference_noise(best, val_images)` of the best among those
     that finished (None: none did); without `val_images`, the best (a tie to the lower LR)."""
     finished = {lr: v for lr, v in scores.items() if v is not None}
     if not finished:
@@ -119,13 +120,7 @@ def best_of(scores: dict[float, float | None], val_images: int | None = None) ->
     best = max(finished.values())
     if not val_images:
         return max(finished, key=lambda lr: (finished[lr], -lr))
-    return max(lr for lr, v in finished.items() if v >= best - noise(best, val_images))
-
-
-def noise(accuracy: float, images: int) -> float:
-    """The standard error of the difference of two accuracies near `accuracy`, each measured on
-    `images` validation images: sqrt(2 p (1 - p) / n)."""
-    return math.sqrt(2.0 * accuracy * (1.0 - accuracy) / images)
+    return max(lr for lr, v in finished.items() if v >= best - accuracy_difference_noise(best, val_images))
 
 
 def confirm_label(label: str, lr: float) -> str:

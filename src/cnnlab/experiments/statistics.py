@@ -84,6 +84,12 @@ def _is_constant(d: np.ndarray) -> bool:
 # Descriptive statistics
 
 
+def accuracy_difference_noise(accuracy: float, images: int) -> float:
+    """The standard error of the difference of two accuracies near `accuracy`, each measured on
+    `images` validation images: sqrt(2 p (1 - p) / n)."""
+    return math.sqrt(2.0 * accuracy * (1.0 - accuracy) / images)
+
+
 def bootstrap_ci(values: Values, confidence: float = 0.95, resamples: int = 10_000,
                  seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of the mean.

@@ -15,6 +15,7 @@ import optuna
 
 from cnnlab.errors import UserError
 from cnnlab.experiments.design import choice_text, load_space_dict
+from cnnlab.experiments.statistics import accuracy_difference_noise
 from cnnlab.experiments.store import load_study
 from cnnlab.experiments.trial_queue import claim
 from cnnlab.metric_names import direction
@@ -52,10 +53,6 @@ def make_pruner(name: str, epochs: int) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def doctor_pruner(trial_epochs: int, val_images: int | None = None) -> PairedHalving:
-    return PairedHalving(trial_epochs, val_images)
-
-
 class PairedHalving(optuna.pruners.BasePruner):
     """The doctor's pruner: Optuna's successive halving, with two guards for a paired design.
 
@@ -86,8 +83,7 @@ class PairedHalving(optuna.pruners.BasePruner):
                        and step in t.intermediate_values), None)
         if paired is None:
             return False  # nothing on this seed to be behind of yet
-        margin = (math.sqrt(2 * paired * (1 - paired) / self.val_images)
-                  if self.val_images and 0 < paired < 1 else 0.0)
+        margin = accuracy_difference_noise(paired, self.val_images) if self.val_images else 0.0
         return trial.intermediate_values[step] < paired - margin
 
 
@@ -97,7 +93,7 @@ def sampler_and_pruner(attrs: dict, salt: int) -> tuple[optuna.samplers.BaseSamp
     run up front and prunes none, so Optuna's defaults (None) serve it; the doctor queues its
     runs up front too, and stops the losing candidates by successive halving."""
     if attrs.get("kind") == "doctor" and attrs.get("pruner") == "successive_halving":
-        return None, doctor_pruner(attrs["trial_epochs"], attrs.get("val_images"))
+        return None, PairedHalving(attrs["trial_epochs"], attrs.get("val_images"))
     if attrs.get("kind") != "search":
         return None, None
     return (make_sampler(attrs["sampler"], attrs["seed"], attrs["space"], salt),
