@@ -17,7 +17,8 @@ from cnnlab.errors import UserError
 # here: they change what the saved state is or how the remaining steps are drawn.
 FORCEABLE = ("name", "train.epochs", "train.log_every", "train.checkpoint_every",
              "train.threads", "train.device", "train.channels_last", "train.compile",
-             "train.tta", "train.test", "train.grad_clip", "optim.lr", "optim.weight_decay", "optim.momentum",
+             "train.tta", "train.test", "train.grad_clip", "optim.lr", "optim.weight_decay",
+             "optim.momentum",
              "diagnostics.every", "diagnostics.max_samples", "diagnostics.explode_threshold",
              # an observer: it writes events, and no saved state depends on it
              "train.tensorboard")

@@ -112,15 +112,17 @@ def pick(choice: LrChoice, outcomes: dict[str, tuple[str, float | None]]) -> Non
 
 
 def best_of(scores: dict[float, float | None], val_images: int | None = None) -> float | None:
-    """The highest LR whose val_acc is within `accuracy_difference_noise(best, val_images)` of the best among those
-    that finished (None: none did); without `val_images`, the best (a tie to the lower LR)."""
+    """The highest LR whose val_acc is within `accuracy_difference_noise(best, val_images)` of
+    the best among those that finished (None: none did); without `val_images`, the best (a tie
+    to the lower LR)."""
     finished = {lr: v for lr, v in scores.items() if v is not None}
     if not finished:
         return None
     best = max(finished.values())
     if not val_images:
         return max(finished, key=lambda lr: (finished[lr], -lr))
-    return max(lr for lr, v in finished.items() if v >= best - accuracy_difference_noise(best, val_images))
+    margin = accuracy_difference_noise(best, val_images)
+    return max(lr for lr, v in finished.items() if v >= best - margin)
 
 
 def confirm_label(label: str, lr: float) -> str:
