@@ -436,7 +436,7 @@ def _doctor(args: argparse.Namespace) -> int:
     from cnnlab.doctor import doctor
 
     answer = doctor(args.config, args.override, budget=args.budget, seeds=args.seeds,
-                    out=args.out, workers=args.workers, storage=args.storage, study=args.study)
+                    max_seeds=args.max_seeds, out=args.out, workers=args.workers, storage=args.storage, study=args.study)
     return 1 if answer["decision"] == "not the lr" else 0
 
 
@@ -681,6 +681,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: %(default)s)")
     p.add_argument("--seeds", type=int, default=3, help="paired seeds per trial "
                    "(default: %(default)s)")
+    p.add_argument("--max-seeds", type=int, help="paired seeds the trials may grow to, doubling, "
+                   "while a candidate is ahead with an interval across zero and the budget "
+                   "holds them (default: 8 x --seeds; --seeds for a single look)")
     p.add_argument("--out", default="doctor", help="folder for recommended.yaml, the report "
                    "and the runs; a folder with files of yours is refused (default: %(default)s)")
     p.add_argument("--workers", type=int, default=1, help="runs trained at the same time "

@@ -149,6 +149,8 @@ def test_a_second_run_resumes_the_study_and_trains_nothing_again(planted):
     assert sorted(out.rglob("summary.json")) == summaries
     assert all(path.stat().st_mtime_ns == stamps[path] for path in summaries)
     assert answer["changes"] == planted["answer"]["changes"]
+    # The looks planned at the start are kept, whatever budget is left this time.
+    assert answer["planned_looks"] == planted["answer"]["planned_looks"]
 
 
 def test_an_interrupted_doctor_resumes_with_its_finished_trials(tmp_path):
@@ -187,6 +189,32 @@ def test_a_healthy_config_is_kept(tmp_path):
     assert answer["decision"] == KEEP
     recommended = yaml.safe_load((tmp_path / "out" / "recommended.yaml").read_text())
     assert flat(recommended) == flat(raw)
+
+
+def test_with_nothing_but_the_original_left_no_trials_run(tmp_path, monkeypatch):
+    """Healthy at init and its confirmed LR its own: trials of the original alone would compare
+    it with nothing, so none run and the answer is to keep it."""
+    from cnnlab.doctor import main
+
+    keep_only_original = main._proposals
+    monkeypatch.setattr(main, "_proposals",
+                        lambda screening, choices: keep_only_original(screening, choices)[:1])
+    raw = copy.deepcopy(PLANTED)
+    raw["model"]["init"] = "kaiming_normal"
+    lines: list[str] = []
+    answer = doctor(write(tmp_path, raw), budget=BUDGET, seeds=2, out=tmp_path / "out",
+                    say=lines.append)
+    assert answer["decision"] == KEEP and answer["comparisons"] == []
+    assert answer["complete"] and answer["plan"] == "no trials: nothing to compare"
+    assert not [line for line in lines if line.startswith("trials: run")]
+    assert not (tmp_path / "out" / "runs" / "planted-doctor").exists()
+    assert (tmp_path / "out" / "recommended.yaml").exists()
+
+
+def test_max_seeds_below_seeds_is_refused_in_one_sentence(tmp_path):
+    with pytest.raises(UserError, match="--max-seeds 2 is below --seeds 3"):
+        doctor(write(tmp_path, PLANTED), seeds=3, max_seeds=2, out=tmp_path / "out",
+               say=lambda _: None)
 
 
 def test_a_budget_too_small_says_what_budget_would_do(tmp_path):

@@ -27,21 +27,32 @@ class Proposal:
     why: str  # the measured cause
 
 
-def decide(proposals: list[Proposal], table: dict[str, dict[int, float | None]]) -> dict:
-    """Compare every proposal with the original over the seeds both finished."""
+def decide(proposals: list[Proposal], table: dict[str, dict[int, float | None]],
+           seeds: list[int] | None = None, confidence: float = 0.95,
+           pruned: dict[str, set[int]] | None = None) -> dict:
+    """Compare every proposal with the original over the seeds both finished (of `seeds`, all
+    when None), each by a `confidence` t interval of the mean difference. A proposal that
+    successive halving stopped on one of these seeds cannot win: its stopped seed was one where
+    it was behind, and leaving that pair out would flatter it."""
+    if seeds is not None:
+        table = {label: {s: v for s, v in runs.items() if s in seeds}
+                 for label, runs in table.items()}
+    pruned = pruned or {}
     baseline = table.get("original", {})
     comparisons = []
     for proposal in proposals[1:]:
-        result = compare_paired(baseline, table.get(proposal.label, {}))
+        result = compare_paired(baseline, table.get(proposal.label, {}), confidence=confidence)
+        stopped = sorted(s for s in pruned.get(proposal.label, ()) if seeds is None or s in seeds)
         comparisons.append({"label": proposal.label, "changes": proposal.changes,
                             "why": proposal.why, "n": result["n"], "gain": _plain(result["diff"]),
                             "ci": [_plain(v) for v in result["diff_ci"]],
                             "p_value": _plain(result["p_value"]),
-                            "finished": sorted(table.get(proposal.label, {}))})
+                            "finished": sorted(table.get(proposal.label, {})),
+                            "pruned": stopped})
     winners = [c for c in comparisons if c["n"] >= 2 and c["ci"][0] is not None
-               and c["ci"][0] > 0]
+               and c["ci"][0] > 0 and not c["pruned"]]
     originals = [v for v in baseline.values() if v is not None]
-    answer = {"comparisons": comparisons, "metric": "val_acc",
+    answer = {"comparisons": comparisons, "metric": "val_acc", "confidence": confidence,
               "original_mean": sum(originals) / len(originals) if originals else None,
               "original_seeds": sorted(baseline)}
     if not winners:
@@ -67,13 +78,32 @@ def write_recommended(config: str | Path, overrides: list[str], answer: dict, ou
     out.write_text(yaml.safe_dump(raw, sort_keys=False, default_flow_style=False, width=100))
 
 
-def _ci_text(comparison: dict) -> str:
+def level_text(confidence: float) -> str:
+    """'95% CI', or '98.3% CI' for one look of several (doctor.rounds)."""
+    return "95% CI" if abs(confidence - 0.95) < 1e-9 else f"{100 * confidence:.3g}% CI"
+
+
+def _ci_text(comparison: dict, confidence: float = 0.95) -> str:
     low, high = comparison["ci"]
+    stopped = (f" (stopped by successive halving on seed {', '.join(map(str, comparison['pruned']))}"
+               ", so it cannot win)" if comparison.get("pruned") else "")
     if comparison["n"] < 2 or low is None:
         return (f"gain {comparison['gain']:+.3f} on {comparison['n']} paired seed(s), no CI"
-                if comparison["gain"] is not None else "no paired seed finished")
-    return (f"gain {comparison['gain']:+.3f} val_acc, 95% CI [{low:+.3f}, {high:+.3f}] over "
-            f"{comparison['n']} paired seeds")
+                if comparison["gain"] is not None else "no paired seed finished") + stopped
+    return (f"gain {comparison['gain']:+.3f} val_acc, {level_text(confidence)} [{low:+.3f}, {high:+.3f}] over "
+            f"{comparison['n']} paired seeds{stopped}")
+
+
+def looks_text(answer: dict) -> str | None:
+    """How many seeds the answer looked at, and why its intervals are wider than 95% each."""
+    planned = answer.get("planned_looks", [])
+    if len(planned) < 2:
+        return None
+    looked = " then ".join(map(str, answer["looks"]))
+    return (f"seeds: looked at {looked} paired seeds (up to {len(planned)} looks: "
+            f"{', '.join(map(str, planned))}); each look's interval is at "
+            f"{100 * answer['confidence']:.3g}%, so that all the looks together err no more "
+            "often than one 95% CI")
 
 
 def summary_text(answer: dict) -> str:
@@ -86,6 +116,7 @@ def summary_text(answer: dict) -> str:
     if answer["decision"] == "not the lr":
         lines.append(answer["message"])
         return "\n".join(lines)
+    confidence = answer.get("confidence", 0.95)
     original = answer.get("original_mean")
     if original is not None:
         lines.append(f"original: val_acc {original:.3f} (mean of {len(answer['original_seeds'])}"
@@ -96,16 +127,21 @@ def summary_text(answer: dict) -> str:
     elif answer["decision"] == KEEP:
         lines.append(f"{KEEP}: no candidate beat it by a 95% CI that excludes zero")
         for comparison in answer["comparisons"]:
-            lines.append(f"  {comparison['label']}: {_ci_text(comparison)}")
+            lines.append(f"  {comparison['label']}: {_ci_text(comparison, confidence)}")
     else:
         best = next(c for c in answer["comparisons"] if c["label"] == answer["winner"])
-        lines.append(f"recommended: {best['label']} ({_ci_text(best)})")
+        lines.append(f"recommended: {best['label']} ({_ci_text(best, confidence)})")
         for key, value in best["changes"].items():
             lines.append(f"  change {key}: {value}")
         lines.append(f"  why: {best['why']}")
         for comparison in answer["comparisons"]:
             if comparison["label"] != best["label"]:
-                lines.append(f"  also tried {comparison['label']}: {_ci_text(comparison)}")
+                lines.append(f"  also tried {comparison['label']}: "
+                             f"{_ci_text(comparison, confidence)}")
+    if looks_text(answer):
+        lines.append(looks_text(answer))
+    if answer.get("more_seeds"):
+        lines.append(answer["more_seeds"])
     runs = answer.get("confirm_epochs")
     after = f"{runs}-epoch confirmation run" if runs else "confirmation run"
     for choice in answer.get("lr", []):

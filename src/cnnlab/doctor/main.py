@@ -22,11 +22,12 @@ from cnnlab.doctor.evidence import write_page
 from cnnlab.doctor.folder import claim
 from cnnlab.doctor.lr import LrChoice, confirm_label, diverged_everywhere, lr_text, pick, \
     sweep_config, valley_of
-from cnnlab.doctor.plan import LR_SHARE, Clock, confirm_epochs, duration, fit_trials, \
-    parse_budget
+from cnnlab.doctor.plan import LR_SHARE, Clock, budget_text, confirm_epochs, duration, \
+    fit_trials, parse_budget
+from cnnlab.doctor.rounds import Looks, affordable_looks, run_rounds
 from cnnlab.doctor.screen import screen
 from cnnlab.doctor.trials import Run, completed_folders, curves, enqueue, epoch_seconds, \
-    open_phase, outcomes, results, serve
+    open_phase, outcomes, pruned_seeds, results, serve
 from cnnlab.errors import UserError
 from cnnlab.experiments.design import base_config
 from cnnlab.model_arg import require_factory
@@ -41,18 +42,25 @@ RUN_SETTINGS = ("train.test=false",)
 
 
 def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
-           budget: str | float = "15m", seeds: int = 3, out: str | Path = "doctor",
+           budget: str | float = "15m", seeds: int = 3, max_seeds: int | None = None,
+           out: str | Path = "doctor",
            workers: int = 1, storage: str | None = None, study: str | None = None,
            say: Callable[[str], None] | None = None, model: object = None) -> dict:
     """Diagnose the config at `config` (with `overrides`), try the fixes the measurements point
     to, and write the answer under `out`; returns what doctor.json holds. `model`: your own
     network as a factory (in_channels, num_classes) -> nn.Module, called for every network the
     doctor builds (the config's model.init/activation/norm change it as for `arch: python`); its
-    trials run in this process only (workers=1)."""
+    trials run in this process only (workers=1). `max_seeds` (default 8 x `seeds`): how many
+    paired seeds the trials may grow to while a proposal is ahead with an interval across zero
+    (see doctor.rounds); equal to `seeds` for one look at the usual 95%."""
     say = say or (lambda text: print(f"doctor: {text}", file=sys.stderr, flush=True))
     if seeds < 2:
         raise UserError(f"--seeds {seeds} cannot give a confidence interval; use --seeds 2 or "
                         "more (3 is the default)")
+    max_seeds = 8 * seeds if max_seeds is None else max_seeds
+    if max_seeds < seeds:
+        raise UserError(f"--max-seeds {max_seeds} is below --seeds {seeds}; give --max-seeds "
+                        f"{seeds} or more (the trials start on --seeds and may grow to it)")
     if workers < 1:
         raise UserError(f"--workers {workers} must be at least 1")
     supplied = supplied_model(model)
@@ -68,7 +76,7 @@ def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
     storage_url = storage or folder.storage_url
     name = study or f"{load_config(base).name}-doctor"
     first_seed = int(base.get("seed", 0))
-    seed_list = [first_seed + k for k in range(seeds)]
+    seed_list = [first_seed + k for k in range(max_seeds)]
 
     say(f"phase 1/4 at init, budget {duration(clock.budget)}")
     screening = screen(base, say, clock, supplied)
@@ -96,8 +104,8 @@ def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
                for c in choices for lr in c.tried]
     enqueue(lr_study, confirm, folder.runs)
     lr_deadline = Clock(clock.left() * LR_SHARE + run_seconds)
-    serve(lr_study, _earlier(clock, lr_deadline), run_seconds, say, "lr", workers, storage_url,
-          supplied)
+    lr_complete = serve(lr_study, _earlier(clock, lr_deadline), run_seconds, say, "lr", workers,
+                        storage_url, supplied)
     confirmed = outcomes(lr_study)
     for choice in choices:
         pick(choice, confirmed)
@@ -107,6 +115,16 @@ def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
                        None, say)
 
     proposals = _proposals(screening, choices)
+    if len(proposals) == 1 and lr_complete:
+        # Every LR was confirmed and nothing but your config is left to try: paired trials
+        # would measure it against nothing.
+        say("phase 3/4 paired trials: nothing to compare with your config, none run")
+        answer = decide(proposals, {})
+        answer.update({"complete": True, "plan": "no trials: nothing to compare",
+                       "confirm_epochs": length, "config": str(config),
+                       "overrides": list(overrides)})
+        write_recommended(config, list(overrides), answer, folder.recommended)
+        return _finish(folder, answer, screening, choices, None, say)
     say(f"phase 3/4 paired trials, {duration(clock.left())} left")
     measured = epoch_seconds(lr_study) or (sweep_seconds, sweep_seconds)
     # A confirmation run whose config is a proposal's first-seed trial counts as that trial.
@@ -116,35 +134,45 @@ def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
     if plan is None:
         shortest = fit_trials(max(len(proposals), len(choices)), seeds, 1, measured[0],
                               measured[1], float("inf"))
-        one_epoch = _budget_text(1.2 * (clock.used() + shortest.seconds))
-        full = _budget_text(clock.used() + shortest.runs * (measured[1] + epochs * measured[0]))
+        one_epoch = budget_text(1.2 * (clock.used() + shortest.seconds))
+        full = budget_text(clock.used() + shortest.runs * (measured[1] + epochs * measured[0]))
         raise UserError(
             f"--budget {budget} is too small for even one trial per candidate "
             f"({shortest.line()[6:]}, with {duration(clock.left())} left after the init and LR "
             f"phases); --budget {one_epoch} would run one epoch of each and --budget {full} "
             "the config's full schedule")
-    say(plan.line())
+    looks = affordable_looks(seeds, max_seeds, clock.left() - plan.seconds, plan.run_seconds)
     trial_study = open_phase(storage_url, name, base, [p.label for p in proposals], seed_list,
                              pruned=plan.epochs >= 3, epochs=plan.epochs,
-                             val_images=choices[0].sweep.get("val_images"))
-    # A resumed study keeps the trial length it started with, so its pairs stay comparable.
+                             val_images=choices[0].sweep.get("val_images"),
+                             looks=list(looks.counts))
+    # A resumed study keeps the trial length and the looks it started with, so its pairs stay
+    # comparable and its intervals keep their level.
     trial_epochs = trial_study.user_attrs["trial_epochs"]
+    looks = Looks(tuple(trial_study.user_attrs.get("looks", looks.counts)))
+    say(f"{plan.line()}; {looks.line()}")
     if trial_epochs != length:
         reuse = {}
-    # The first seed of every config runs to the end, so successive halving judges the later
-    # seeds against all of them (not against whichever ran first); the original always does.
-    runs = [Run(p.label, _overrides(p.changes, None) + (f"train.epochs={trial_epochs}",)
-                + RUN_SETTINGS, seed,
-                baseline=p.label == "original" or seed == first_seed,
-                folder=reuse.get(p.label) if seed == first_seed else None)
-            for seed in seed_list for p in proposals]
-    enqueue(trial_study, runs, folder.runs)
-    finished = serve(trial_study, clock, plan.run_seconds, say, "trials", workers, storage_url,
+
+    def train(active: list[Proposal], seeds_now: list[int]) -> bool:
+        # The first seed of every config runs to the end, so successive halving judges the
+        # later seeds against all of them (not against whichever ran first); the original
+        # always does.
+        runs = [Run(p.label, _overrides(p.changes, None) + (f"train.epochs={trial_epochs}",)
+                    + RUN_SETTINGS, seed,
+                    baseline=p.label == "original" or seed == first_seed,
+                    folder=reuse.get(p.label) if seed == first_seed else None)
+                for seed in seeds_now for p in active]
+        enqueue(trial_study, runs, folder.runs)
+        return serve(trial_study, clock, plan.run_seconds, say, "trials", workers, storage_url,
                      supplied)
 
+    answer = run_rounds(proposals, seed_list, looks, train,
+                        lambda: (results(trial_study), pruned_seeds(trial_study)), clock,
+                        plan.run_seconds, say)
+
     say("phase 4/4 the answer")
-    answer = decide(proposals, results(trial_study))
-    answer.update({"complete": finished, "plan": plan.line(), "study": name,
+    answer.update({"plan": plan.line(), "study": name,
                    "confirm_epochs": length,
                    "storage": storage_url, "trial_epochs": trial_epochs,
                    "config": str(config), "overrides": list(overrides)})
@@ -181,10 +209,6 @@ def _reusable(base: dict, proposals: list[Proposal], choices: list[LrChoice],
 def _resolved(base: dict, overrides: tuple[str, ...], epochs: int, seed: int) -> dict:
     return load_config(base, [*overrides, *RUN_SETTINGS, f"train.epochs={epochs}",
                               f"seed={seed}"]).model_dump(mode="json")
-
-
-def _budget_text(seconds: float) -> str:
-    return f"{max(1, round(seconds / 60 + 0.5))}m" if seconds >= 60 else f"{int(seconds) + 1}s"
 
 
 def _proposals(screening, choices: list[LrChoice]) -> list[Proposal]:

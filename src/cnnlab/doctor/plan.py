@@ -45,6 +45,11 @@ def duration(seconds: float) -> str:
     return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60)} min"
 
 
+def budget_text(seconds: float) -> str:
+    """A --budget that holds `seconds`: whole minutes from a minute up, else seconds."""
+    return f"{max(1, round(seconds / 60 + 0.5))}m" if seconds >= 60 else f"{int(seconds) + 1}s"
+
+
 class Clock:
     """Seconds since the doctor started, and what is left of the budget."""
 

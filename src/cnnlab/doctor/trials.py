@@ -46,14 +46,16 @@ class Run:
 
 
 def open_phase(storage_url: str, name: str, base: dict, labels: list[str], seeds: list[int],
-               pruned: bool, epochs: int, val_images: int | None = None) -> optuna.Study:
+               pruned: bool, epochs: int, val_images: int | None = None,
+               looks: list[int] | None = None) -> optuna.Study:
     """The phase's study, created or resumed (the same design resumes; see create_or_resume).
     `epochs` (each run's length) is recorded when the study is created; a resume keeps it.
-    `val_images`: the validation set's size, from which the pruner knows a difference's noise."""
+    `val_images`: the validation set's size, from which the pruner knows a difference's noise.
+    `looks`: the seed counts the trials may be judged at (doctor.rounds), kept on a resume."""
     spec = {"kind": "doctor", "config": base, "seeds": seeds, "metric": METRIC,
             "factors": [{"key": "candidate", "values": labels, "baseline": labels[0]}],
             "pruner": "successive_halving" if pruned else "none", "trial_epochs": epochs,
-            "val_images": val_images}
+            "val_images": val_images, "looks": looks}
     spec.update(study_model_source(base))  # a model file: every worker checks it is unchanged
     with store_lock(storage_url, f"study:{name}"):
         return create_or_resume(open_storage(storage_url), name, spec)
@@ -174,6 +176,16 @@ def results(study: optuna.Study) -> dict[str, dict[int, float | None]]:
         else:
             continue
         table.setdefault(trial.user_attrs["label"], {})[trial.user_attrs["seed"]] = value
+    return table
+
+
+def pruned_seeds(study: optuna.Study) -> dict[str, set[int]]:
+    """label -> the seeds on which successive halving stopped its run (or dropped it, after
+    stopping it on an earlier seed)."""
+    table: dict[str, set[int]] = {}
+    for trial in study.get_trials(deepcopy=False):
+        if trial.state == TrialState.PRUNED:
+            table.setdefault(trial.user_attrs["label"], set()).add(trial.user_attrs["seed"])
     return table
 
 

@@ -352,12 +352,13 @@ def sign_flip_floor(n: int) -> float:
 
 
 def compare_paired(baseline: Mapping[int, float | None], candidate: Mapping[int, float | None],
-                   higher_is_better: bool = True, alpha: float = 0.05) -> dict:
+                   higher_is_better: bool = True, alpha: float = 0.05,
+                   confidence: float = 0.95) -> dict:
     """Paired comparison of candidate against baseline over the seeds both finished.
 
     `baseline` and `candidate` map seed -> value, None or non-finite for a diverged run. The
     result holds n (pairs), diff (mean of candidate - baseline), diff_ci (Student t interval of
-    the mean difference), p_value and the test behind it (p_method), p_wilcoxon and effect_size
+    the mean difference at `confidence`), p_value and the test behind it (p_method), p_wilcoxon and effect_size
     (Cohen's d_z).
 
     p_value is the paired t-test's, except when every paired difference is equal: the t test
@@ -409,8 +410,9 @@ def compare_paired(baseline: Mapping[int, float | None], candidate: Mapping[int,
         "n": n,
         "seeds": list(seeds),
         "diff": float(np.mean(d)) if n else NAN,
-        "diff_ci": list(t_interval(d)),
+        "diff_ci": list(t_interval(d, confidence)),
         "ci_method": CI_METHOD,
+        "ci_confidence": float(confidence),
         "p_value": p_value,
         "p_method": p_method,
         "p_floor": p_floor,
