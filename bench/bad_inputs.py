@@ -386,6 +386,7 @@ CASES += [
     Case("doctor_budget_not_a_duration", "18", _doctor("--budget", "soon"), "not a duration"),
     Case("doctor_budget_zero", "18", _doctor("--budget", "0m"), "positive duration"),
     Case("doctor_one_seed", "18", _doctor("--seeds", "1"), "confidence interval"),
+    Case("doctor_max_seeds_below_seeds", "18", _doctor("--max-seeds", "2"), "is below --seeds"),
     Case("doctor_out_with_user_files", "18", _doctor(user_file=True),
          "not made by cnnlab doctor"),
 ]

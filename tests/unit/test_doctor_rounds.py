@@ -142,7 +142,7 @@ def test_the_summary_names_the_looks_and_their_level():
     answer, _ = _run(table, [ORIGINAL, LR], plan_looks(3, 12))
     text = summary_text({**answer, "at_init": {}})
     assert "seeds: looked at 3 then 6 then 12 paired seeds" in text
-    assert "98.3% CI [" in text
+    assert "98.33% CI [" in text
 
 
 def test_a_proposal_stopped_by_halving_cannot_win_on_its_other_seeds():

@@ -80,7 +80,7 @@ def write_recommended(config: str | Path, overrides: list[str], answer: dict, ou
 
 def level_text(confidence: float) -> str:
     """'95% CI', or '98.3% CI' for one look of several (doctor.rounds)."""
-    return "95% CI" if abs(confidence - 0.95) < 1e-9 else f"{100 * confidence:.3g}% CI"
+    return "95% CI" if abs(confidence - 0.95) < 1e-9 else f"{100 * confidence:.4g}% CI"
 
 
 def _ci_text(comparison: dict, confidence: float = 0.95) -> str:
@@ -102,7 +102,7 @@ def looks_text(answer: dict) -> str | None:
     looked = " then ".join(map(str, answer["looks"]))
     return (f"seeds: looked at {looked} paired seeds (up to {len(planned)} looks: "
             f"{', '.join(map(str, planned))}); each look's interval is at "
-            f"{100 * answer['confidence']:.3g}%, so that all the looks together err no more "
+            f"{100 * answer['confidence']:.4g}%, so that all the looks together err no more "
             "often than one 95% CI")
 
 

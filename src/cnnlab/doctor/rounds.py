@@ -40,7 +40,7 @@ class Looks:
         if len(self.counts) == 1:
             return f"{self.counts[0]} paired seeds, one look (95% intervals)"
         return (f"looks at {', '.join(map(str, self.counts))} paired seeds while an interval "
-                f"is open, each at {100 * self.confidence:.3g}% (95% over all looks)")
+                f"is open, each at {100 * self.confidence:.4g}% (95% over all looks)")
 
 
 def plan_looks(first: int, most: int) -> Looks:
