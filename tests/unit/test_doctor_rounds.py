@@ -160,3 +160,32 @@ def test_a_look_uses_only_its_own_seeds():
     table = {"original": COLLAPSING, "lr=0.05": STEADY}
     answer = decide([ORIGINAL, LR], table, seeds=[0, 1, 2])
     assert answer["comparisons"][0]["n"] == 3 and answer["original_seeds"] == [0, 1, 2]
+
+
+def test_a_phase_whose_runs_all_finished_is_complete_even_with_no_time_left(tmp_path):
+    """On CIFAR-10 the last run finished with 44 s left, less than a run takes, and the doctor
+    said the budget ran out before every trial finished: none was waiting."""
+    from cnnlab.doctor.plan import Clock
+    from cnnlab.doctor.trials import open_phase, serve
+
+    base = {"name": "done", "seed": 0, "data": {"dataset": "synthetic"}}
+    study = open_phase(f"{tmp_path / 'optuna.journal'}", "done", base, ["original"], [0],
+                       pruned=False, epochs=1)
+    lines: list[str] = []
+    assert serve(study, Clock(1.0), run_seconds=60.0, say=lines.append, phase="trials")
+    assert not [line for line in lines if "budget spent" in line]
+
+
+def test_the_seeds_a_proposal_earned_run_to_the_end():
+    """Halving stops losers on the first look's seeds; a proposal given more seeds for being
+    ahead is not cut mid-run on them (on CIFAR-10 it was, at epoch 2 of 4, and so could not
+    win)."""
+    from cnnlab.doctor import main
+
+    runs = main._trial_runs([ORIGINAL, LR], seeds=[0, 1, 2, 3, 4], first_seeds=3,
+                            trial_epochs=4, reuse={})
+    protected = {(run.label, run.seed): run.baseline for run in runs}
+    assert protected[("lr=0.05", 0)] and not protected[("lr=0.05", 1)]
+    assert not protected[("lr=0.05", 2)]
+    assert protected[("lr=0.05", 3)] and protected[("lr=0.05", 4)]
+    assert all(protected[("original", seed)] for seed in range(5))

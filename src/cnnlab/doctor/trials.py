@@ -92,15 +92,15 @@ def serve(study: optuna.Study, clock: Clock, run_seconds: float, say: Callable[[
     try:
         while True:
             requeue_stale(study, 3 * DEFAULT_HEARTBEAT + 5)
+            if not any(t.state in (TrialState.RUNNING, TrialState.WAITING)
+                       for t in study.get_trials(deepcopy=False)):
+                return True
             if clock.left() < run_seconds:
                 say(f"{phase}: budget spent ({duration(clock.left())} left, a run takes "
                     f"{duration(run_seconds)}); stopping with what is finished")
                 return False
             trial = next_trial(study)
             if trial is None:
-                if not any(t.state in (TrialState.RUNNING, TrialState.WAITING)
-                           for t in study.get_trials(deepcopy=False)):
-                    return True
                 time.sleep(1.0)  # the helper workers are still training
                 continue
             try:
