@@ -189,3 +189,18 @@ def test_the_seeds_a_proposal_earned_run_to_the_end():
     assert not protected[("lr=0.05", 2)]
     assert protected[("lr=0.05", 3)] and protected[("lr=0.05", 4)]
     assert all(protected[("original", seed)] for seed in range(5))
+
+
+def test_an_answer_still_open_at_the_last_look_says_how_to_settle_it():
+    """CIFAR-10: the budget planned looks at 3 and 4 seeds, the gain's interval was still across
+    zero at 4, and re-running with more budget would resume the same looks."""
+    table = {"original": COLLAPSING, "lr=0.05": STEADY}
+    clock = Budget(1e9)
+    trainer = Trainer(table, clock, 10.0)
+    answer = run_rounds([ORIGINAL, LR], list(range(24)), Looks((3, 4)), trainer.train,
+                        trainer.measured, clock, 10.0, lambda _: None, most=24)
+    assert answer["looks"] == [3, 4] and answer["decision"] == KEEP
+    assert "the last look the budget allowed" in answer["more_seeds"]
+    assert "a new --out and a larger --budget (--budget" in answer["more_seeds"]
+    answer, _ = _run(table, [ORIGINAL, LR], Looks((3, 4)))
+    assert "the last look --max-seeds allowed" in answer["more_seeds"]

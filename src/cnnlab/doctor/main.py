@@ -162,7 +162,7 @@ def doctor(config: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
 
     answer = run_rounds(proposals, seed_list, looks, train,
                         lambda: (results(trial_study), pruned_seeds(trial_study)), clock,
-                        plan.run_seconds, say)
+                        plan.run_seconds, say, most=max_seeds)
 
     say("phase 4/4 the answer")
     answer.update({"plan": plan.line(), "study": name,

@@ -70,12 +70,14 @@ def open_labels(answer: dict, count: int) -> list[str]:
 def run_rounds(proposals: list[Proposal], seeds: list[int], looks: Looks,
                train: Callable[[list[Proposal], list[int]], bool],
                measured: Callable[[], tuple[dict, dict]], clock: Clock, run_seconds: float,
-               say: Callable[[str], None]) -> dict:
+               say: Callable[[str], None], most: int | None = None) -> dict:
     """Train `proposals` on the first look's seeds, then look and add seeds as above; returns
     the last look's answer (decide's) with `looks` (the seed counts looked at), `complete`
     (False when the budget stopped a round) and `more_seeds` (what the budget could not hold).
     `train(proposals, seeds)` trains those runs that have not finished and says whether all did;
-    `measured()` gives (label -> seed -> val_acc, label -> seeds stopped by halving)."""
+    `measured()` gives (label -> seed -> val_acc, label -> seeds stopped by halving); `most`:
+    --max-seeds (default: the last look's count), to say which limit an open answer met."""
+    most = most or looks.counts[-1]
     count, active, looked = looks.counts[0], proposals, []
     while True:
         complete = train(active, seeds[:count])
@@ -85,11 +87,21 @@ def run_rounds(proposals: list[Proposal], seeds: list[int], looks: Looks,
         answer.update({"looks": looked, "complete": complete, "confidence": looks.confidence,
                        "planned_looks": list(looks.counts)})
         still = open_labels(answer, count)
-        if not complete or answer["decision"] != KEEP or not still \
-                or len(looked) == len(looks.counts):
+        if not complete or answer["decision"] != KEEP or not still:
+            return answer
+        per_seed = (1 + len(still)) * run_seconds
+        if len(looked) == len(looks.counts):
+            limit = "--max-seeds" if count >= most else "the budget"
+            answer["more_seeds"] = (
+                f"{', '.join(still)} {'is' if len(still) == 1 else 'are'} ahead with an "
+                f"interval across zero at {count} seeds, the last look {limit} allowed when the "
+                "trials started; a resumed doctor keeps its looks, so that its intervals keep "
+                "their level: to settle it, run the doctor again with a new --out and "
+                + ("a larger --max-seeds" if count >= most else
+                   f"a larger --budget (--budget {budget_text(clock.used() + count * per_seed)}"
+                   " would plan about twice the seeds)"))
             return answer
         wanted = looks.counts[len(looked)] - count
-        per_seed = (1 + len(still)) * run_seconds
         extra = min(wanted, int(clock.left() // per_seed))
         if extra < 1:
             need = wanted * per_seed
