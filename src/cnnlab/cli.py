@@ -436,7 +436,8 @@ def _doctor(args: argparse.Namespace) -> int:
     from cnnlab.doctor import doctor
 
     answer = doctor(args.config, args.override, budget=args.budget, seeds=args.seeds,
-                    max_seeds=args.max_seeds, out=args.out, workers=args.workers, storage=args.storage, study=args.study)
+                    max_seeds=args.max_seeds, out=args.out, workers=args.workers,
+                    storage=args.storage, study=args.study)
     return 1 if answer["decision"] == "not the lr" else 0
 
 

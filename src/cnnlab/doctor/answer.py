@@ -85,13 +85,14 @@ def level_text(confidence: float) -> str:
 
 def _ci_text(comparison: dict, confidence: float = 0.95) -> str:
     low, high = comparison["ci"]
-    stopped = (f" (stopped by successive halving on seed {', '.join(map(str, comparison['pruned']))}"
-               ", so it cannot win)" if comparison.get("pruned") else "")
+    seeds = ", ".join(map(str, comparison.get("pruned", [])))
+    stopped = (f" (stopped by successive halving on seed {seeds}, so it cannot win)"
+               if seeds else "")
     if comparison["n"] < 2 or low is None:
         return (f"gain {comparison['gain']:+.3f} on {comparison['n']} paired seed(s), no CI"
                 if comparison["gain"] is not None else "no paired seed finished") + stopped
-    return (f"gain {comparison['gain']:+.3f} val_acc, {level_text(confidence)} [{low:+.3f}, {high:+.3f}] over "
-            f"{comparison['n']} paired seeds{stopped}")
+    return (f"gain {comparison['gain']:+.3f} val_acc, {level_text(confidence)} "
+            f"[{low:+.3f}, {high:+.3f}] over {comparison['n']} paired seeds{stopped}")
 
 
 def looks_text(answer: dict) -> str | None:

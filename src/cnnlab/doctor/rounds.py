@@ -3,9 +3,9 @@
 The trials start on --seeds paired seeds. When no proposal beats the original there, but one is
 ahead with an interval that reaches below zero, the doctor adds seeds for the original and those
 proposals only (doubling the count, up to --max-seeds, 8 x --seeds by default) and looks again,
-as long as the budget holds them. On CIFAR-10 (README) LR 0.104 was ahead of 0.01 on all 3 seeds and still "keep",
-with 6 of the 15 minutes unused; on digits an LR 10x too high collapses on some seeds only, and
-3 and 5 seeds could not tell, 10 could.
+as long as the budget holds them. On CIFAR-10 (README) LR 0.104 was ahead of 0.01 on all 3
+seeds and still "keep", with 6 of the 15 minutes unused; on digits an LR 10x too high collapses
+on some seeds only, and 3 and 5 seeds could not tell, 10 could.
 
 Looking again until an interval clears zero would find a "change" that is not there far more
 often than one 95% interval does: every look is another chance. So every look's interval is

@@ -358,8 +358,8 @@ def compare_paired(baseline: Mapping[int, float | None], candidate: Mapping[int,
 
     `baseline` and `candidate` map seed -> value, None or non-finite for a diverged run. The
     result holds n (pairs), diff (mean of candidate - baseline), diff_ci (Student t interval of
-    the mean difference at `confidence`), p_value and the test behind it (p_method), p_wilcoxon and effect_size
-    (Cohen's d_z).
+    the mean difference at `confidence`), p_value and the test behind it (p_method), p_wilcoxon
+    and effect_size (Cohen's d_z).
 
     p_value is the paired t-test's, except when every paired difference is equal: the t test
     then has no spread to estimate (its t is infinite and its p 0, which overstates three equal
