@@ -18,6 +18,8 @@ from cnnlab.config import apply_override, config_file_for
 from cnnlab.experiments.statistics import compare_paired
 
 KEEP = "keep your config"
+# The level of the answer's intervals: one look's, or all the looks' together (doctor.rounds).
+CONFIDENCE = 0.95
 
 
 @dataclass
@@ -28,7 +30,7 @@ class Proposal:
 
 
 def decide(proposals: list[Proposal], table: dict[str, dict[int, float | None]],
-           seeds: list[int] | None = None, confidence: float = 0.95,
+           seeds: list[int] | None = None, confidence: float = CONFIDENCE,
            pruned: dict[str, set[int]] | None = None) -> dict:
     """Compare every proposal with the original over the seeds both finished (of `seeds`, all
     when None), each by a `confidence` t interval of the mean difference. A proposal that
@@ -78,12 +80,17 @@ def write_recommended(config: str | Path, overrides: list[str], answer: dict, ou
     out.write_text(yaml.safe_dump(raw, sort_keys=False, default_flow_style=False, width=100))
 
 
+def percent(confidence: float) -> str:
+    """'95%', '97.5%', '98.33%': an interval's level as the summary, report and plan say it."""
+    return f"{100 * confidence:.4g}%"
+
+
 def level_text(confidence: float) -> str:
-    """'95% CI', or '98.3% CI' for one look of several (doctor.rounds)."""
-    return "95% CI" if abs(confidence - 0.95) < 1e-9 else f"{100 * confidence:.4g}% CI"
+    """'95% CI', or '98.33% CI' for one look of several (doctor.rounds)."""
+    return f"{percent(confidence)} CI"
 
 
-def _ci_text(comparison: dict, confidence: float = 0.95) -> str:
+def _ci_text(comparison: dict, confidence: float = CONFIDENCE) -> str:
     low, high = comparison["ci"]
     seeds = ", ".join(map(str, comparison.get("pruned", [])))
     stopped = (f" (stopped by successive halving on seed {seeds}, so it cannot win)"
@@ -103,7 +110,7 @@ def looks_text(answer: dict) -> str | None:
     looked = " then ".join(map(str, answer["looks"]))
     return (f"seeds: looked at {looked} paired seeds (up to {len(planned)} looks: "
             f"{', '.join(map(str, planned))}); each look's interval is at "
-            f"{100 * answer['confidence']:.4g}%, so that all the looks together err no more "
+            f"{percent(answer['confidence'])}, so that all the looks together err no more "
             "often than one 95% CI")
 
 
@@ -117,7 +124,7 @@ def summary_text(answer: dict) -> str:
     if answer["decision"] == "not the lr":
         lines.append(answer["message"])
         return "\n".join(lines)
-    confidence = answer.get("confidence", 0.95)
+    confidence = answer.get("confidence", CONFIDENCE)
     original = answer.get("original_mean")
     if original is not None:
         lines.append(f"original: val_acc {original:.3f} (mean of {len(answer['original_seeds'])}"

@@ -3,7 +3,7 @@ the comparison table, drawn with the report's own figures and rendered by its HT
 
 from __future__ import annotations
 
-from cnnlab.doctor.answer import level_text, looks_text
+from cnnlab.doctor.answer import CONFIDENCE, level_text, looks_text
 from cnnlab.doctor.folder import DoctorFolder
 from cnnlab.report.blocks import Figure, Paragraph, Section, Table, interval, number, text
 from cnnlab.report.figures import plot_learning_curves
@@ -20,7 +20,7 @@ def write_page(folder: DoctorFolder, answer: dict, screening, choices, trial_cur
                 for c in answer["comparisons"]]
         sections[0].blocks.append(Table(
             ["candidate", "changes", "paired seeds", "gain in val_acc",
-             level_text(answer.get("confidence", 0.95)), "why"], rows,
+             level_text(answer.get("confidence", CONFIDENCE)), "why"], rows,
             table_id="comparison", caption="each candidate against your config, paired seeds"))
         if looks_text(answer):
             sections[0].blocks.append(Paragraph(looks_text(answer)))

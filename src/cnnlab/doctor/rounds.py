@@ -21,10 +21,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from cnnlab.doctor.answer import KEEP, Proposal, decide
+from cnnlab.doctor.answer import CONFIDENCE, KEEP, Proposal, decide, percent
 from cnnlab.doctor.plan import Clock, budget_text, duration
-
-CONFIDENCE = 0.95
 
 
 @dataclass(frozen=True)
@@ -40,7 +38,7 @@ class Looks:
         if len(self.counts) == 1:
             return f"{self.counts[0]} paired seeds, one look (95% intervals)"
         return (f"looks at {', '.join(map(str, self.counts))} paired seeds while an interval "
-                f"is open, each at {100 * self.confidence:.4g}% (95% over all looks)")
+                f"is open, each at {percent(self.confidence)} (95% over all looks)")
 
 
 def plan_looks(first: int, most: int) -> Looks:
@@ -93,10 +91,9 @@ def run_rounds(proposals: list[Proposal], seeds: list[int], looks: Looks,
         if len(looked) == len(looks.counts):
             limit = "--max-seeds" if count >= most else "the budget"
             answer["more_seeds"] = (
-                f"{', '.join(still)} {'is' if len(still) == 1 else 'are'} ahead with an "
-                f"interval across zero at {count} seeds, the last look {limit} allowed when the "
-                "trials started; a resumed doctor keeps its looks, so that its intervals keep "
-                "their level: to settle it, run the doctor again with a new --out and "
+                f"{_ahead(still, count)}, the last look {limit} allowed when the trials "
+                "started; a resumed doctor keeps its looks, so that its intervals keep their "
+                "level: to settle it, run the doctor again with a new --out and "
                 + ("a larger --max-seeds" if count >= most else
                    f"a larger --budget (--budget {budget_text(clock.used() + count * per_seed)}"
                    " would plan about twice the seeds)"))
@@ -106,8 +103,7 @@ def run_rounds(proposals: list[Proposal], seeds: list[int], looks: Looks,
         if extra < 1:
             need = wanted * per_seed
             answer["more_seeds"] = (
-                f"{', '.join(still)} {'is' if len(still) == 1 else 'are'} ahead with an "
-                f"interval across zero at {count} seeds; {wanted} more paired seed"
+                f"{_ahead(still, count)}; {wanted} more paired seed"
                 f"{'s' if wanted != 1 else ''} of {'it' if len(still) == 1 else 'them'} and the "
                 f"original would take about {duration(need)}: re-run the same command with "
                 f"--budget {budget_text(clock.used() + need)} to add them (finished runs are "
@@ -118,3 +114,8 @@ def run_rounds(proposals: list[Proposal], seeds: list[int], looks: Looks,
             f"{duration(run_seconds)})")
         count += extra
         active = [proposals[0]] + [p for p in proposals[1:] if p.label in still]
+
+
+def _ahead(labels: list[str], count: int) -> str:
+    verb = "is" if len(labels) == 1 else "are"
+    return f"{', '.join(labels)} {verb} ahead with an interval across zero at {count} seeds"
