@@ -134,7 +134,13 @@ def test_outputs_go_under_out_only(planted):
     assert json.loads((out / "doctor.json").read_text())["decision"] == "change"
 
 
-def test_a_second_run_resumes_the_study_and_trains_nothing_again(planted):
+def test_a_second_run_resumes_the_study_and_trains_nothing_again(planted, monkeypatch):
+    from cnnlab.doctor import main
+    from cnnlab.doctor.rounds import Looks
+
+    # This time the budget would plan a single look: the resumed study must keep its own.
+    assert planted["answer"]["planned_looks"] != [3]
+    monkeypatch.setattr(main, "affordable_looks", lambda *args: Looks((3,)))
     out = planted["folder"] / "out"
     summaries = sorted(out.rglob("summary.json"))
     stamps = {path: path.stat().st_mtime_ns for path in summaries}
@@ -149,7 +155,6 @@ def test_a_second_run_resumes_the_study_and_trains_nothing_again(planted):
     assert sorted(out.rglob("summary.json")) == summaries
     assert all(path.stat().st_mtime_ns == stamps[path] for path in summaries)
     assert answer["changes"] == planted["answer"]["changes"]
-    # The looks planned at the start are kept, whatever budget is left this time.
     assert answer["planned_looks"] == planted["answer"]["planned_looks"]
 
 
